@@ -1,0 +1,40 @@
+"""CPU kernels: the row bodies of :mod:`physfield.rows` compiled by Numba, points in parallel.
+
+Every function here fills row ``p`` of its outputs for every point ``p`` (``numba.prange``);
+the GEMM products of the high-dimensional path are NumPy/BLAS calls in :mod:`physfield.engine`.
+Compiled functions are cached on disk (``cache=True``), so only the first call of a new
+dtype pays for compilation.
+"""
+
+from numba import njit, prange
+
+from . import rows
+
+_sq_dist_row = njit(cache=True)(rows.sq_dist_row)
+_pair_softmax_row = njit(cache=True)(rows.pair_softmax_row)
+_weighted_offset_row = njit(cache=True)(rows.weighted_offset_row)
+_charge_weights_row = njit(cache=True)(rows.charge_weights_row)
+
+
+@njit(parallel=True, cache=True)
+def sq_dist(X, A, out):
+    for p in prange(X.shape[0]):
+        _sq_dist_row(p, X, A, out)
+
+
+@njit(parallel=True, cache=True)
+def pair_softmax(t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
+    for p in prange(t.shape[0]):
+        _pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess)
+
+
+@njit(parallel=True, cache=True)
+def weighted_offset(X, A, W, out):
+    for p in prange(X.shape[0]):
+        _weighted_offset_row(p, X, A, W, out)
+
+
+@njit(parallel=True, cache=True)
+def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift):
+    for p in prange(z.shape[0]):
+        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift)

@@ -1,0 +1,105 @@
+"""Per-point kernel bodies, written once in plain Python and compiled twice.
+
+Each function computes row ``p`` of its output from row ``p`` of its inputs and touches no
+other row, so the CPU backend (:mod:`physfield.cpu`) runs it under ``numba.prange`` and the
+GPU backend (:mod:`physfield.gpu`) as a ``numba.cuda`` device function, one thread per point.
+Only scalars, loops and ``math`` are used so both compilers accept the same source.
+
+The quantities (SPEC sections 2 and 3; ``t = z / L``):
+
+    alpha_pi = |x_p - a_i|^2,    beta_pj = |x_p - b_j|^2,    gamma_k = |a_ik - b_jk|^2
+
+    |rho_pk|^2 = |x_p - (1 - t) a_i - t b_j|^2
+               = (1 - t) alpha_pi + t beta_pj - t (1 - t) gamma_k          (k = (i, j))
+
+The identity needs only the ``N + M`` distances of a point, so a dense ``N x M`` plan costs
+``O(N M + (N + M) D)`` per point, never ``O(N M D)`` (SPEC section 2).
+"""
+
+import math
+
+
+def sq_dist_row(p, X, A, out):
+    """``out[p, i] = |X[p] - A[i]|^2``, by direct differences (exact to round-off)."""
+    for i in range(A.shape[0]):
+        acc = 0.0
+        for k in range(A.shape[1]):
+            diff = X[p, k] - A[i, k]
+            acc += diff * diff
+        out[p, i] = acc
+
+
+def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
+    """Softmax over the pairs of a plan and its row/column sums.
+
+        l_k   = log pi_k - |rho_pk|^2 / (2 sigma(z_p)^2)        (inv2s2 = 1 / (2 sigma^2))
+        w_k   = exp(l_k - lse_p),   lse_p = log sum_k exp(l_k)
+        R[p, i] = sum_{k: i_k = i} w_k,   C[p, j] = sum_{k: j_k = j} w_k
+        ess_p = 1 / sum_k w_k^2
+
+    ``|rho|^2`` from the identity in the module docstring, clamped at 0 against round-off.
+    """
+    tp = t[p]
+    h = inv2s2[p]
+    m = -math.inf
+    for k in range(I.shape[0]):
+        r2 = (1.0 - tp) * alpha[p, I[k]] + tp * beta[p, J[k]] - tp * (1.0 - tp) * gamma[k]
+        lk = logw[k] - h * max(r2, 0.0)
+        if lk > m:
+            m = lk
+    for i in range(R.shape[1]):
+        R[p, i] = 0.0
+    for j in range(C.shape[1]):
+        C[p, j] = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(I.shape[0]):
+        r2 = (1.0 - tp) * alpha[p, I[k]] + tp * beta[p, J[k]] - tp * (1.0 - tp) * gamma[k]
+        e = math.exp(logw[k] - h * max(r2, 0.0) - m)
+        s1 += e
+        s2 += e * e
+        R[p, I[k]] += e
+        C[p, J[k]] += e
+    inv = 1.0 / s1
+    for i in range(R.shape[1]):
+        R[p, i] *= inv
+    for j in range(C.shape[1]):
+        C[p, j] *= inv
+    lse[p] = m + math.log(s1)
+    ess[p] = s1 * s1 / s2
+
+
+def weighted_offset_row(p, X, A, W, out):
+    """``out[p] = sum_i W[p, i] (X[p] - A[i])`` by direct differences; zero weights skipped."""
+    for k in range(X.shape[1]):
+        out[p, k] = 0.0
+    for i in range(A.shape[0]):
+        w = W[p, i]
+        if w != 0.0:
+            for k in range(X.shape[1]):
+                out[p, k] += w * (X[p, k] - A[i, k])
+
+
+def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift):
+    """Signed, shifted Coulomb weights of the charges at ``(0, a_i)`` and ``(L, b_j)``.
+
+        |r|^2 = z^2 + alpha_pi   (source i),     (z - L)^2 + beta_pj   (sink j)
+        l     = log q - (D + 1)/2 log |r|^2        (|G(r)| |S^D| = |r|^-D, G along r / |r|)
+        Wa[p, i] = exp(l_i - shift_p),   Wb[p, j] = -exp(l_j - shift_p),   shift_p = max l
+
+    so that ``E(p) = exp(shift_p) / |S^D| * (sum_i Wa_i r_i + sum_j Wb_j r_j)``.
+    ``|r|^2`` is floored at the smallest normal number; a point exactly on a charge is
+    rejected before this runs.
+    """
+    zp = z[p]
+    tiny = 2.2250738585072014e-308
+    m = -math.inf
+    for i in range(Wa.shape[1]):
+        m = max(m, log_qa[i] - half_d1 * math.log(max(zp * zp + alpha[p, i], tiny)))
+    for j in range(Wb.shape[1]):
+        m = max(m, log_qb[j] - half_d1 * math.log(max((zp - L) * (zp - L) + beta[p, j], tiny)))
+    for i in range(Wa.shape[1]):
+        Wa[p, i] = math.exp(log_qa[i] - half_d1 * math.log(max(zp * zp + alpha[p, i], tiny)) - m)
+    for j in range(Wb.shape[1]):
+        Wb[p, j] = -math.exp(log_qb[j] - half_d1 * math.log(max((zp - L) * (zp - L) + beta[p, j], tiny)) - m)
+    shift[p] = m

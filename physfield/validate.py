@@ -1,0 +1,58 @@
+"""Input checks shared by every public call: one ``ValueError`` naming the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import is_device_array
+
+
+def _array(name, x, ndim):
+    xp = np
+    if is_device_array(x):
+        import cupy as xp
+    try:
+        x = xp.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} is not an array: {exc}") from None
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {x.shape}")
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+    if 0 in x.shape:
+        raise ValueError(f"{name} is empty (shape {x.shape})")
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return x
+
+
+def compute_dtype(*arrays):
+    """float32 when every input is float32 (or smaller), float64 otherwise."""
+    return np.result_type(np.float32, *[a.dtype for a in arrays])
+
+
+def charges(sources, sinks):
+    """Validate sources ``(N, D)`` and sinks ``(M, D)``; returns them with ``D``."""
+    sources = _array("sources", sources, 2)
+    sinks = _array("sinks", sinks, 2)
+    if sources.shape[1] != sinks.shape[1]:
+        raise ValueError(f"sources have D = {sources.shape[1]} but sinks have D = {sinks.shape[1]}")
+    return sources, sinks
+
+
+def points(points, dim):
+    """Validate points ``(n, D+1)`` (column 0 = z) against the charges' ``D``."""
+    points = _array("points", points, 2)
+    if points.shape[1] != dim + 1:
+        raise ValueError(f"points must have D+1 = {dim + 1} columns (z, x), got {points.shape[1]}")
+    return points
+
+
+def positive(name, value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)

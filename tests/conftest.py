@@ -1,0 +1,23 @@
+"""Test settings: deterministic hypothesis, and the CUDA simulator unless a GPU run is asked for.
+
+``NUMBA_ENABLE_CUDASIM=1`` must be set before ``numba.cuda`` is first imported, so it is set
+here, at collection. Set ``PHYSFIELD_TEST_GPU=1`` on a machine with a GPU to run the CUDA
+kernels for real (and the ``cupy`` backend tests).
+"""
+
+import os
+
+if os.environ.get("PHYSFIELD_TEST_GPU") != "1":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "physfield",
+    derandomize=True,
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.load_profile("physfield")
