@@ -9,13 +9,14 @@ See ``SPEC.md`` sections 1-3 and 8 for the mathematics and the public surface.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import plans
+from . import data, plans
 from .coulomb import CoulombField
 from .strong import StrongField
+from .trace import TraceResult, trace
 
 try:
     __version__ = version("physfield")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
-__all__ = ["StrongField", "CoulombField", "plans", "__version__"]
+__all__ = ["StrongField", "CoulombField", "TraceResult", "trace", "plans", "data", "__version__"]

@@ -39,21 +39,33 @@ def chunks(n, width):
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-def centred(xp, *arrays):
-    """Subtract the mean of the last arrays' rows (the charges) from all of them."""
-    centre = xp.concatenate(arrays[1:]).mean(axis=0)
-    return [a - centre for a in arrays]
+def stack_charges(xp, A, B, gemm):
+    """Sources over sinks, ``(N + M, D)``; for GEMM centred on their mean, with squared norms.
+
+    Returns ``(AB, centre, |AB|^2)``; ``centre`` and the norms are ``None`` for ``direct``.
+    """
+    AB = xp.concatenate([A, B])
+    if not gemm:
+        return AB, None, None
+    centre = AB.mean(axis=0)
+    AB -= centre
+    return AB, centre, xp.einsum("kd,kd->k", AB, AB)
 
 
-def sq_dists(k, xp, X, A, gemm):
-    """``alpha_pi = |X_p - A_i|^2``, shape ``(len(X), len(A))``."""
-    if gemm:
-        out = (X * X).sum(axis=1)[:, None] + (A * A).sum(axis=1)[None, :]
-        out -= 2.0 * (X @ A.T)
+def sq_dists(k, xp, X, AB, ab2):
+    """``|X_p - AB_k|^2``, shape ``(len(X), len(AB))``: GEMM form when ``ab2`` is given."""
+    if ab2 is not None:
+        out = xp.einsum("pd,pd->p", X, X)[:, None] + ab2[None, :]
+        out -= 2.0 * (X @ AB.T)
         return xp.maximum(out, 0.0, out=out)
-    out = xp.empty((X.shape[0], A.shape[0]), dtype=X.dtype)
-    k.sq_dist(X, A, out)
+    out = xp.empty((X.shape[0], AB.shape[0]), dtype=X.dtype)
+    k.sq_dist(X, AB, out)
     return out
+
+
+def split(xp, d, N):
+    """Distances to sources and to sinks as two C-contiguous arrays (what the kernels expect)."""
+    return xp.ascontiguousarray(d[:, :N]), xp.ascontiguousarray(d[:, N:])
 
 
 def offsets(k, xp, X, A, W, gemm):
@@ -61,14 +73,15 @@ def offsets(k, xp, X, A, W, gemm):
     if gemm:
         return W.sum(axis=1)[:, None] * X - W @ A
     out = xp.empty_like(X)
-    k.weighted_offset(X, A, W, out)
+    k.weighted_offset(X, xp.ascontiguousarray(A), W, out)
     return out
 
 
-def pair_sq_dists(k, xp, A, B, I, J, gemm):
+def pair_sq_dists(k, xp, AB, ab2, N, I, J):
     """``gamma_k = |a_{i_k} - b_{j_k}|^2``: from the full ``N x M`` table when the plan is dense."""
+    A, B = AB[:N], AB[N:]
     if 4 * len(I) >= A.shape[0] * B.shape[0]:
-        return sq_dists(k, xp, A, B, gemm)[I, J]
+        return sq_dists(k, xp, A, B, None if ab2 is None else ab2[N:])[I, J]
     diff = A[I] - B[J]
     return (diff * diff).sum(axis=1)
 
@@ -81,23 +94,21 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
     (``R``, ``C`` the row/column sums of the pair weights), from which the mean slope is
     ``sum_k w_k v_k = (1/L + s (1 - t)) off_a + (s t - 1/L) off_b`` (see :mod:`physfield.strong`).
     """
-    if gemm:
-        X, A, B = centred(xp, X, A, B)
-    gamma = pair_sq_dists(k, xp, A, B, I, J, gemm)
-    n, (N, M) = X.shape[0], (A.shape[0], B.shape[0])
-    lse = xp.empty(n)
-    ess = xp.empty(n)
+    AB, centre, ab2 = stack_charges(xp, A, B, gemm)
+    N = A.shape[0]
+    gamma = pair_sq_dists(k, xp, AB, ab2, N, I, J)
+    lse = xp.empty(len(X))
+    ess = xp.empty(len(X))
     off_a = xp.empty_like(X)
     off_b = xp.empty_like(X)
-    for s in chunks(n, N + M):
-        m = s.stop - s.start
-        R = xp.empty((m, N), dtype=X.dtype)
-        C = xp.empty((m, M), dtype=X.dtype)
-        alpha = sq_dists(k, xp, X[s], A, gemm)
-        beta = sq_dists(k, xp, X[s], B, gemm)
+    for s in chunks(len(X), len(AB)):
+        Xs = X[s] if centre is None else X[s] - centre
+        alpha, beta = split(xp, sq_dists(k, xp, Xs, AB, ab2), N)
+        R = xp.empty((len(Xs), N), dtype=X.dtype)
+        C = xp.empty((len(Xs), len(AB) - N), dtype=X.dtype)
         k.pair_softmax(t[s], inv2s2[s], alpha, beta, I, J, logw, gamma, R, C, lse[s], ess[s])
-        off_a[s] = offsets(k, xp, X[s], A, R, gemm)
-        off_b[s] = offsets(k, xp, X[s], B, C, gemm)
+        off_a[s] = offsets(k, xp, Xs, AB[:N], R, gemm)
+        off_b[s] = offsets(k, xp, Xs, AB[N:], C, gemm)
     return lse, ess, off_a, off_b
 
 
@@ -108,22 +119,18 @@ def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
 
     (``Wa > 0`` source weights, ``Wb < 0`` sink weights, see :func:`physfield.rows.charge_weights_row`).
     """
-    if gemm:
-        X, A, B = centred(xp, X, A, B)
-    n, (N, M) = X.shape[0], (A.shape[0], B.shape[0])
+    AB, centre, ab2 = stack_charges(xp, A, B, gemm)
+    N = A.shape[0]
     half_d1 = (X.shape[1] + 1) / 2.0
-    shift = xp.empty(n)
-    vz = xp.empty(n)
+    shift = xp.empty(len(X))
+    vz = xp.empty(len(X))
     vx = xp.empty_like(X)
-    for s in chunks(n, N + M):
-        m = s.stop - s.start
-        Wa = xp.empty((m, N), dtype=X.dtype)
-        Wb = xp.empty((m, M), dtype=X.dtype)
-        alpha = sq_dists(k, xp, X[s], A, gemm)
-        beta = sq_dists(k, xp, X[s], B, gemm)
+    for s in chunks(len(X), len(AB)):
+        Xs = X[s] if centre is None else X[s] - centre
+        alpha, beta = split(xp, sq_dists(k, xp, Xs, AB, ab2), N)
+        Wa = xp.empty((len(Xs), N), dtype=X.dtype)
+        Wb = xp.empty((len(Xs), len(AB) - N), dtype=X.dtype)
         k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s])
         vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
-        vx[s] = offsets(k, xp, X[s], A, Wa, gemm) + offsets(k, xp, X[s], B, Wb, gemm)
+        vx[s] = offsets(k, xp, Xs, AB[:N], Wa, gemm) + offsets(k, xp, Xs, AB[N:], Wb, gemm)
     return shift, vz, vx
-
-

@@ -7,7 +7,7 @@ import numpy as np
 from .backends import is_device_array
 
 
-def _array(name, x, ndim):
+def array(name, x, ndim):
     xp = np
     if is_device_array(x):
         import cupy as xp
@@ -33,8 +33,8 @@ def compute_dtype(*arrays):
 
 def charges(sources, sinks):
     """Validate sources ``(N, D)`` and sinks ``(M, D)``; returns them with ``D``."""
-    sources = _array("sources", sources, 2)
-    sinks = _array("sinks", sinks, 2)
+    sources = array("sources", sources, 2)
+    sinks = array("sinks", sinks, 2)
     if sources.shape[1] != sinks.shape[1]:
         raise ValueError(f"sources have D = {sources.shape[1]} but sinks have D = {sinks.shape[1]}")
     return sources, sinks
@@ -42,7 +42,7 @@ def charges(sources, sinks):
 
 def points(points, dim):
     """Validate points ``(n, D+1)`` (column 0 = z) against the charges' ``D``."""
-    points = _array("points", points, 2)
+    points = array("points", points, 2)
     if points.shape[1] != dim + 1:
         raise ValueError(f"points must have D+1 = {dim + 1} columns (z, x), got {points.shape[1]}")
     return points
