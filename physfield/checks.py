@@ -30,30 +30,38 @@ def on_plane(z, x):
     return np.column_stack([np.full(len(x), float(z)), x])
 
 
-def lattice(lo, hi, h):
-    """A uniform lattice on the box ``[lo, hi]`` (``D`` axes), spacing at most ``h``.
+def lattice(centres, radius, h):
+    """Nodes of the lattice ``h Z^D`` within ``radius`` (per axis) of some centre, and the cell volume.
 
-    Returns the nodes ``(m, D)`` and the volume of one cell ``prod_k (hi_k - lo_k) / (m_k - 1)``.
+    The nodes of the bounding box of all the cubes, or of the union of the cubes when that is
+    smaller (a few narrow strings far apart).
     """
-    lo, hi = np.atleast_1d(np.asarray(lo, float)), np.atleast_1d(np.asarray(hi, float))
-    counts = np.ceil((hi - lo) / h).astype(np.int64) + 1
-    if np.prod(counts.astype(float)) > MAX_NODES:
-        raise ValueError(f"flux quadrature would need {np.prod(counts.astype(float)):.3g} lattice nodes "
-                         f"(spacing {h:.3g}); the field is too narrow for its extent")
-    axes = [np.linspace(a, b, c) for a, b, c in zip(lo, hi, counts)]
-    nodes = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(lo))
-    return nodes, float(np.prod((hi - lo) / (counts - 1)))
+    lo = np.floor((centres - radius) / h).astype(np.int64)
+    side = int(np.ceil(2 * radius / h)) + 2
+    first, last = lo.min(axis=0), lo.max(axis=0) + side
+    in_box, in_cubes = np.prod((last - first).astype(float)), float(len(lo)) * side ** lo.shape[1]
+    if min(in_box, in_cubes) > MAX_NODES:
+        raise ValueError(f"flux quadrature would need {min(in_box, in_cubes):.3g} lattice nodes (spacing "
+                         f"{h:.3g}): the field is too narrow for the extent of the data")
+    if in_box <= in_cubes:
+        axes = [np.arange(a, b) for a, b in zip(first, last)]
+        idx = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(first))
+    else:
+        cube = np.stack(np.meshgrid(*[np.arange(side)] * lo.shape[1], indexing="ij"), axis=-1)
+        idx = np.unique((lo[:, None, :] + cube.reshape(1, -1, lo.shape[1])).reshape(-1, lo.shape[1]), axis=0)
+    return idx * h, h ** lo.shape[1]
 
 
-def flux_quadrature(direction, z, lo, hi, h):
-    """``int E_z(z, x) dx`` over ``R^D`` by the lattice rule on the box ``[lo, hi]`` (for ``D = 1, 2``).
+def flux_quadrature(direction, z, centres, radius, h):
+    """``int E_z(z, x) dx`` over ``R^D`` by the lattice rule (for ``D = 1, 2``):
 
-        int f dx  ~  h_1 ... h_D  sum_{lattice nodes} f
+        int f dx  ~  h^D  sum_{x in h Z^D} f(x)
 
-    For an integrand negligible outside the box this is the trapezoid rule, spectrally accurate:
-    for a Gaussian of width ``sigma`` the error is about ``exp(-2 pi^2 sigma^2 / h^2)``.
+    on the nodes within ``radius`` of the ``centres`` (:func:`lattice`), where the integrand must
+    be negligible outside. For smooth integrands this is the trapezoid rule on ``R^D``, spectrally
+    accurate: for a Gaussian of width ``sigma`` the error is about ``exp(-2 pi^2 sigma^2 / h^2)``.
     """
-    nodes, cell = lattice(lo, hi, h)
+    nodes, cell = lattice(np.atleast_2d(centres), radius, h)
     u, log_norm = direction(on_plane(z, nodes))
     return cell * float(np.sum(u[:, 0] * magnitude(log_norm)))
 
@@ -110,9 +118,9 @@ def ez_stats(u):
     return float(u[:, 0].min()), float(np.mean(u[:, 0] < 0))
 
 
-def max_magnitude(log_norm):
-    """``max |E|`` over points (0 when the field vanishes at all of them)."""
-    return float(magnitude(np.max(log_norm)))
+def max_magnitude(log_norm, shift=0.0):
+    """``max |E| exp(-shift)`` over points (0 when the field vanishes at all of them)."""
+    return float(magnitude(np.max(log_norm), shift))
 
 
 def divergence_residual(direction, points, h, scale):

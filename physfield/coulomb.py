@@ -34,6 +34,36 @@ def _on_charge(P, A, B, L):
     return None
 
 
+#: below this squared distance to a charge the point is evaluated by :func:`_nearest_charge`
+R2_CLOSE = 1e-250
+
+
+def _nearest_charge(P, A, B, log_qa, log_qb, L):
+    """Field at points extremely close to a charge, from that charge alone.
+
+    ``|E| = |q| / (|S^D| r^D)`` along ``sign(q) r / r``, with ``log r`` formed without squaring
+    (:func:`physfield.reference.log_norms`); the other charges contribute a relative
+    ``(r / R)^D``, below round-off when ``r^2 < R2_CLOSE``. Coincident charges (duplicated data
+    points) add up. Returns ``(log |q| - D log r, unit vector)``, the shifted form of
+    :func:`physfield.reference.coulomb` without ``log |S^D|``.
+    """
+    dim = A.shape[1]
+    charges = np.concatenate([np.column_stack([np.zeros(len(A)), A]), np.column_stack([np.full(len(B), L), B])])
+    log_q = np.concatenate([log_qa, log_qb])
+    sign = np.concatenate([np.ones(len(A)), -np.ones(len(B))])
+    log_scale, V = np.empty(len(P)), np.empty(P.shape)
+    for n, p in enumerate(P.astype(np.float64)):
+        r = p[None, :] - charges
+        log_r = reference.log_norms(r)
+        nearest = log_r == log_r.min()
+        q = (sign[nearest] * np.exp(log_q[nearest])).sum()
+        k = np.argmax(nearest)
+        unit = r[k] / np.abs(r[k]).max()
+        log_scale[n] = np.log(abs(q)) - dim * log_r[k]
+        V[n] = np.sign(q) * unit / np.sqrt((unit**2).sum())
+    return log_scale, V
+
+
 class CoulombField:
     """The EFM capacitor field: unit-total charges on ``z = 0`` (+) and ``z = L`` (-)."""
 
@@ -78,15 +108,23 @@ class CoulombField:
         else:
             k, _ = backends.kernels(backend)
             z = P[:, 0].astype(np.float64)
-            shift, vz, vx = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, self.L, A, B,
+            shift, vz, vx, r2min = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, self.L, A, B,
                                                  xp.asarray(log_qa), xp.asarray(log_qb), gemm)
             V = xp.concatenate([vz[:, None].astype(dtype), vx], axis=1)
             log_scale = shift - log_sphere_area(dim)
-        norm = xp.sqrt((V.astype(np.float64) ** 2).sum(axis=1))
-        nonzero = norm > 0
-        u = xp.where(nonzero[:, None], V / xp.where(nonzero, norm, 1.0)[:, None], 0.0).astype(dtype)
+            close = backends.to_host(xp.nonzero(r2min < R2_CLOSE)[0])
+            if len(close):  # squared distances near underflow: the nearest charge alone, exactly
+                lc, vc = _nearest_charge(host[0][close], host[1], host[2], log_qa, log_qb, self.L)
+                log_scale[close] = xp.asarray(lc - log_sphere_area(dim))
+                V[close] = xp.asarray(vc.astype(dtype))
+        V = V.astype(np.float64)
+        big = xp.abs(V).max(axis=1)  # |V| = big * |V / big|: no underflow when V is tiny
+        nonzero = big > 0
+        V = V / xp.where(nonzero, big, 1.0)[:, None]
+        norm = xp.sqrt((V**2).sum(axis=1))
+        u = xp.where(nonzero[:, None], V / norm[:, None], 0.0).astype(dtype)
         with np.errstate(divide="ignore"):
-            log_norm = log_scale + xp.log(norm)
+            log_norm = log_scale + xp.log(big) + xp.log(norm)
         if backend == "cupy" and not on_device:
             u, log_norm = u.get(), log_norm.get()
         return u, log_norm

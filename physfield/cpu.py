@@ -35,6 +35,6 @@ def weighted_offset(X, A, W, out):
 
 
 @njit(parallel=True, cache=True)
-def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift):
+def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min):
     for p in prange(z.shape[0]):
-        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift)
+        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min)

@@ -19,6 +19,15 @@ def _point_chunks(n, per_point):
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
+def log_norms(r):
+    """``log |r|`` of each row, formed as ``log s + 1/2 log |r / s|^2`` with ``s = max_k |r_k|``
+    so that tiny offsets (a point next to a charge) neither underflow nor lose digits."""
+    s = np.abs(r).max(axis=-1)
+    safe = np.where(s > 0, s, 1.0)
+    with np.errstate(divide="ignore"):
+        return np.where(s > 0, np.log(safe) + 0.5 * np.log(((r / safe[..., None]) ** 2).sum(axis=-1)), -np.inf)
+
+
 def strong(X, t, sigma, s, A, B, I, J, logw, L):
     """Strong field at points ``(z, X)`` with ``t = z/L``, ``sigma = sigma(z)``, ``s = s(z)``.
 
@@ -72,7 +81,7 @@ def coulomb(P, A, B, log_qa, log_qb, L, log_area):
     V = np.empty(P.shape, dtype=P.dtype)
     for sl in _point_chunks(len(P), len(charges) * (D + 1)):
         r = P[sl, None, :] - charges[None]
-        log_r = 0.5 * np.log((r**2).sum(axis=-1))
+        log_r = log_norms(r)
         logits = log_q - (D + 1) * log_r
         shift[sl] = logits.max(axis=1)
         V[sl] = np.einsum("pk,pkd->pd", sign * np.exp(logits - shift[sl, None]), r)

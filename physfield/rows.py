@@ -38,15 +38,15 @@ def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, es
         ess_p = 1 / sum_k w_k^2
 
     ``|rho|^2`` from the identity in the module docstring, clamped at 0 against round-off.
+    (Conditional expressions instead of ``max``: numba's CUDA target mis-resolves the builtin.)
     """
     tp = t[p]
     h = inv2s2[p]
     m = -math.inf
     for k in range(I.shape[0]):
         r2 = (1.0 - tp) * alpha[p, I[k]] + tp * beta[p, J[k]] - tp * (1.0 - tp) * gamma[k]
-        lk = logw[k] - h * max(r2, 0.0)
-        if lk > m:
-            m = lk
+        lk = logw[k] - h * (r2 if r2 > 0.0 else 0.0)
+        m = lk if lk > m else m
     for i in range(R.shape[1]):
         R[p, i] = 0.0
     for j in range(C.shape[1]):
@@ -55,7 +55,7 @@ def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, es
     s2 = 0.0
     for k in range(I.shape[0]):
         r2 = (1.0 - tp) * alpha[p, I[k]] + tp * beta[p, J[k]] - tp * (1.0 - tp) * gamma[k]
-        e = math.exp(logw[k] - h * max(r2, 0.0) - m)
+        e = math.exp(logw[k] - h * (r2 if r2 > 0.0 else 0.0) - m)
         s1 += e
         s2 += e * e
         R[p, I[k]] += e
@@ -70,9 +70,7 @@ def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, es
 
 
 def weighted_offset_row(p, X, A, W, out):
-    """``out[p] = sum_i W[p, i] (X[p] - A[i])`` by direct differences; zero weights skipped."""
-    for k in range(X.shape[1]):
-        out[p, k] = 0.0
+    """``out[p] += sum_i W[p, i] (X[p] - A[i])`` by direct differences; zero weights skipped."""
     for i in range(A.shape[0]):
         w = W[p, i]
         if w != 0.0:
@@ -80,26 +78,38 @@ def weighted_offset_row(p, X, A, W, out):
                 out[p, k] += w * (X[p, k] - A[i, k])
 
 
-def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift):
+def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min):
     """Signed, shifted Coulomb weights of the charges at ``(0, a_i)`` and ``(L, b_j)``.
 
         |r|^2 = z^2 + alpha_pi   (source i),     (z - L)^2 + beta_pj   (sink j)
         l     = log q - (D + 1)/2 log |r|^2        (|G(r)| |S^D| = |r|^-D, G along r / |r|)
         Wa[p, i] = exp(l_i - shift_p),   Wb[p, j] = -exp(l_j - shift_p),   shift_p = max l
 
-    so that ``E(p) = exp(shift_p) / |S^D| * (sum_i Wa_i r_i + sum_j Wb_j r_j)``.
-    ``|r|^2`` is floored at the smallest normal number; a point exactly on a charge is
-    rejected before this runs.
+    so that ``E(p) = exp(shift_p) / |S^D| * (sum_i Wa_i r_i + sum_j Wb_j r_j)``. ``r2min[p]`` is
+    the smallest ``|r|^2``: where it nears underflow the caller evaluates the nearest charge in
+    closed form (``|r|^2`` is floored at the smallest normal number here to stay finite).
     """
     zp = z[p]
     tiny = 2.2250738585072014e-308
     m = -math.inf
+    rmin = math.inf
     for i in range(Wa.shape[1]):
-        m = max(m, log_qa[i] - half_d1 * math.log(max(zp * zp + alpha[p, i], tiny)))
+        r2 = zp * zp + alpha[p, i]
+        r2 = r2 if r2 > tiny else tiny
+        rmin = r2 if r2 < rmin else rmin
+        lk = log_qa[i] - half_d1 * math.log(r2)
+        m = lk if lk > m else m
     for j in range(Wb.shape[1]):
-        m = max(m, log_qb[j] - half_d1 * math.log(max((zp - L) * (zp - L) + beta[p, j], tiny)))
+        r2 = (zp - L) * (zp - L) + beta[p, j]
+        r2 = r2 if r2 > tiny else tiny
+        rmin = r2 if r2 < rmin else rmin
+        lk = log_qb[j] - half_d1 * math.log(r2)
+        m = lk if lk > m else m
     for i in range(Wa.shape[1]):
-        Wa[p, i] = math.exp(log_qa[i] - half_d1 * math.log(max(zp * zp + alpha[p, i], tiny)) - m)
+        r2 = zp * zp + alpha[p, i]
+        Wa[p, i] = math.exp(log_qa[i] - half_d1 * math.log(r2 if r2 > tiny else tiny) - m)
     for j in range(Wb.shape[1]):
-        Wb[p, j] = -math.exp(log_qb[j] - half_d1 * math.log(max((zp - L) * (zp - L) + beta[p, j], tiny)) - m)
+        r2 = (zp - L) * (zp - L) + beta[p, j]
+        Wb[p, j] = -math.exp(log_qb[j] - half_d1 * math.log(r2 if r2 > tiny else tiny) - m)
     shift[p] = m
+    r2min[p] = rmin

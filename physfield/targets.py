@@ -1,0 +1,517 @@
+"""Monte Carlo training targets cached to HDF5 (SPEC section 5).
+
+``generate(field, source, target, n, out, ...)`` writes ``n`` training points with their field
+targets; ``open_cache(path)`` validates such a file and hands out its datasets lazily.
+
+Minibatch ``k`` (``k = 0, 1, ...``) is a pure function of ``(seed, k)``: its random generators
+come from ``numpy.random.SeedSequence([seed, k])`` (children: sources, sinks, points), so a cache
+grown by interrupted runs plus ``resume`` holds the same bytes as one generated in one go.
+
+One minibatch:
+
+1. ``B`` fresh draws ``a_i`` of the source and ``B`` of the target ``b_j`` (``physfield.data``).
+2. The plan ``pi`` (``B x B``) of the batch: ``paired`` (``I / B``), ``independent``,
+   ``optimal`` (exact OT, the IFM-MB variant) or ``sinkhorn`` (entropic, ``reg`` relative to the
+   mean cost).
+3. One training point per source ``i``: its partner ``j`` is drawn from the row ``pi_i. / sum_j
+   pi_ij`` (``j = i`` for ``paired``; the matched sink for an OT permutation), then::
+
+       z ~ U(eps, L - eps),   t = z / L
+       x = (1 - t) a_i + t b_j + lambda * sqrt(sigma_n^2(z)) * xi,   xi ~ N(0, I_D)
+       sigma_n^2(z) = L/2 - |L/2 - z|          (distance to the nearer plate)
+
+   For the Coulomb field (EFM) each point is instead, with probability ``outside_fraction``
+   (default 0.2), put outside the plates, because EFM lines that reverse or leak run there and
+   the learner must follow them: with probability 1/2 behind ``P`` at ``z = -h`` over ``a_i``,
+   else beyond ``Q`` at ``z = L + h`` over ``b_j``, depth ``h ~ U(eps, L)``, with the same noise
+   law ``x = anchor + lambda * sqrt(h) * xi`` (``h`` is again the distance to the nearer plate).
+   The strong field is exactly 0 outside the plates, so there ``outside_fraction`` must be 0.
+4. Points are rounded to float32 (the stored dtype) and the targets computed at exactly those
+   points from all ``B`` pairs of the batch through ``field.direction(points, a, b, plan=pi)``:
+   the unit direction ``E/|E|``, ``log|E|`` and the effective sample size ``ess``:
+
+   - strong: ``ESS = 1 / sum_k w_k^2`` of the pair weights ``w = softmax(log pi_k - |rho_k|^2 /
+     2 sigma^2)`` (from ``direction(return_ess=True)``), between 1 and the number of pairs;
+   - Coulomb: the same statistic of the charges' contributions to ``|E|``: with
+     ``|q_c G(p - c)| = q_c / (|S^D| r_c^D)`` for each of the ``2B`` charges ``c``,
+     ``w = softmax(log q_c - D log r_c)`` and ``ESS = 1 / sum_c w_c^2`` (between 1 and ``2B``),
+     computed here in log space. ``r_c^2 = |x - x_c|^2 + (z - z_c)^2`` uses the GEMM expansion
+     ``|x|^2 - 2 x.x_c + |x_c|^2`` clamped at 0 (absolute error ~1e-16 (|x|^2 + |x_c|^2), far
+     below ``eps^2 <= r_c^2``).
+
+``n`` need not be a multiple of ``B``: the last batch is computed in full (its targets still
+come from all ``B`` pairs) and only its first ``n mod B`` points are stored; a later ``resume``
+recomputes that batch and stores the rest, so the bytes do not depend on where a run stopped.
+
+HDF5 layout (``schema_version`` 1): datasets ``points (n, D+1) float32``, ``targets (n, D+1)
+float32``, ``log_norm (n,) float64``, ``ess (n,) float64``, chunked by rows, shuffled, compressed
+(``COMPRESSION``: LZF, built into h5py and 3-4 times faster than gzip level 1 on these nearly
+incompressible floats; other HDF5 readers need the LZF filter plugin) and checksummed
+(Fletcher-32, so damaged chunks fail to read). Attributes
+``ATTRS``: format, schema_version, field (JSON: kind and every parameter), L, D, plan, B, lambda,
+eps, outside_fraction, seed, source, target, store_pairs, backend, version, plus ``reg`` for
+sinkhorn and ``data_shape`` (e.g. ``(1, 8, 8)``) when the source, else the target, is an image
+set. With ``store_pairs`` (verification mode) the group ``pairs`` keeps each batch's ``sources
+(batches, B, D)``, ``sinks (batches, B, D)`` and dense ``plan (batches, B, B)`` in float64 and
+each point's ``partner (n,)`` sink index (its source index is its row mod ``B``).
+
+Safety: a run writes ``.NAME.*.tmp`` in the folder of ``out`` (``resume`` first copies the
+complete cache there), fsyncs it and renames it over ``out`` only when complete, so a killed run
+leaves the previous complete cache (or none) plus a stale temporary file. ``resume`` refuses a
+cache whose attributes differ from this run's (all of them, the backend and package version
+included: a different backend changes targets at round-off and the bytes would differ).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import backends, data, plans
+
+FORMAT = "physfield-targets"
+SCHEMA_VERSION = 1
+COMPRESSION = {"compression": "lzf", "shuffle": True, "fletcher32": True}
+CHUNK_BYTES = 1 << 20  # largest chunk of points/targets
+COULOMB_OUTSIDE = 0.2  # default outside_fraction for the Coulomb field
+PLAN_NAMES = ("paired", "independent", "optimal", "sinkhorn")
+ATTRS = ("format", "schema_version", "field", "L", "D", "plan", "reg", "B", "lambda", "eps",
+         "outside_fraction", "seed", "source", "target", "data_shape", "store_pairs", "backend",
+         "version")
+OPTIONAL_ATTRS = ("reg", "data_shape")
+UNIT_TOL = 1e-5  # |targets| = 1 within float32 rounding
+
+
+@dataclass
+class GenerateResult:
+    """What :func:`generate` did: ``n`` points in ``path``, ``new`` of them by this call, and the
+    wall time split into ``timings`` (data draws, plans, field kernel, HDF5 writing)."""
+
+    path: str
+    n: int
+    new: int
+    seconds: float
+    timings: dict = dataclass_field(default_factory=dict)
+
+    @property
+    def points_per_second(self):
+        return self.new / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self):
+        if not self.new:
+            return f"{self.path} already holds {self.n} points: nothing to do"
+        share = ", ".join(f"{k} {v / self.seconds:.0%}" for k, v in self.timings.items())
+        return (f"{self.new} points in {self.seconds:.2f} s: {self.points_per_second:.0f} points/s "
+                f"({share}); {self.path} holds {self.n}")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Validated parameters of a run."""
+
+    field: object
+    source: str
+    target: str
+    B: int
+    plan: str
+    reg: float
+    lam: float
+    eps: float
+    outside: float
+    seed: int
+    dim: int
+    shape: tuple | None
+    backend: str
+    store_pairs: bool
+
+    def attrs(self):
+        from . import __version__
+
+        attrs = {
+            "format": FORMAT, "schema_version": SCHEMA_VERSION,
+            "field": json.dumps(self.field.params(), sort_keys=True), "L": self.field.L, "D": self.dim,
+            "plan": self.plan, "reg": self.reg if self.plan == "sinkhorn" else None, "B": self.B,
+            "lambda": self.lam, "eps": self.eps, "outside_fraction": self.outside, "seed": self.seed,
+            "source": self.source, "target": self.target, "data_shape": self.shape,
+            "store_pairs": self.store_pairs, "backend": self.backend, "version": __version__,
+        }
+        return {k: v for k, v in attrs.items() if v is not None}
+
+
+def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5, seed=0, eps=None,
+             outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
+             store_pairs=False, progress=False):
+    """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
+
+    ``field``: a :class:`~physfield.StrongField` or :class:`~physfield.CoulombField`;
+    ``source``/``target``: data specs (``physfield.data``; ``dim`` sets ``gaussian``'s D);
+    ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal`` or
+    ``sinkhorn`` (``reg``); ``lam``: the noise knob ``lambda >= 0``; ``eps``: ``z`` margin
+    (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: Coulomb only
+    (default 0.2). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
+    when there is none); otherwise an existing ``out`` is refused unless ``overwrite``.
+    ``store_pairs``: keep every batch's pairs and plan (verification mode). ``progress``: a
+    tqdm bar. Returns a :class:`GenerateResult`. Bad arguments are a one-line ``ValueError``
+    raised before any file is touched. See the module docstring for the sampling and layout.
+    """
+    run = _validate(field, source, target, batch, plan, reg, lam, eps, outside_fraction, seed, dim,
+                    backend, store_pairs)
+    n = _count("n", n)
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory")
+    if not out.parent.is_dir():
+        raise ValueError(f"output folder {out.parent} does not exist")
+    n0 = 0
+    if out.exists() and resume:
+        n0 = _check_resumable(out, run.attrs())
+        if n < n0:
+            raise ValueError(f"cannot resume {out} to n={n}: it already holds {n0} points")
+        if n == n0:
+            return GenerateResult(str(out), n, 0, 0.0)
+    elif out.exists() and not overwrite:
+        raise ValueError(f"{out} exists; pass resume to extend it or overwrite to replace it")
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the cache private
+    try:
+        if n0:
+            shutil.copyfile(out, tmp)
+        result = _write(run, tmp, n0, n, progress)
+        _fsync(tmp)
+        os.replace(tmp, out)
+        _fsync(out.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result.path = str(out)
+    return result
+
+
+def _validate(field, source, target, batch, plan, reg, lam, eps, outside, seed, dim, backend, store_pairs):
+    kind = getattr(field, "kind", None)
+    if kind not in ("strong", "coulomb"):
+        raise ValueError(f"field must be a StrongField or CoulombField, got {field!r}")
+    L = field.L
+    B = _count("batch", batch)
+    if plan not in PLAN_NAMES:
+        raise ValueError(f"plan must be one of {', '.join(PLAN_NAMES)}, got {plan!r}")
+    reg = _number("reg", reg)
+    if not reg > 0:
+        raise ValueError(f"reg must be > 0, got {reg}")
+    lam = _number("lambda", lam)
+    if lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    eps = 1e-3 * L if eps is None else _number("eps", eps)
+    if not 1e-6 * L <= eps < L / 2:
+        raise ValueError(f"eps must lie in [1e-6 L, L/2) = [{1e-6 * L:g}, {L / 2:g}), got {eps}")
+    default_outside = COULOMB_OUTSIDE if kind == "coulomb" else 0.0
+    outside = default_outside if outside is None else _number("outside_fraction", outside)
+    if not 0 <= outside < 1:
+        raise ValueError(f"outside_fraction must lie in [0, 1), got {outside}")
+    if kind == "strong" and outside > 0:
+        raise ValueError("outside_fraction must be 0 for the strong field: it vanishes outside the plates")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    D = data.sample(source, 1, dim=dim).shape[1]
+    D_target = data.sample(target, 1, dim=dim).shape[1]
+    if D != D_target:
+        raise ValueError(f"source {source!r} is {D}-dimensional but target {target!r} is {D_target}-dimensional")
+    shape = data.shape(source) or data.shape(target)
+    return _Run(field, source, target, B, plan, reg, lam, eps, outside, int(seed), D,
+                tuple(int(s) for s in shape) if shape else None, backends.resolve(backend), bool(store_pairs))
+
+
+def _count(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _number(name, value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _batch(run, k, timings):
+    """Minibatch ``k``: ``B`` points with targets, and the batch's pairs (see module docstring)."""
+    L, B, D = run.field.L, run.B, run.dim
+    src_seed, snk_seed, pts_seed = np.random.SeedSequence([run.seed, k]).spawn(3)
+    t0 = time.perf_counter()
+    A = data.sample(run.source, B, seed=src_seed, dim=D)
+    Q = data.sample(run.target, B, seed=snk_seed, dim=D)
+    rng = np.random.default_rng(pts_seed)
+    t1 = time.perf_counter()
+    pi = plans.resolve(run.plan, A, Q, reg=run.reg)
+    pi = pi.toarray() if hasattr(pi, "toarray") else np.asarray(pi)
+    partner = np.arange(B) if run.plan == "paired" else _draw_partners(pi, rng)
+    t2 = time.perf_counter()
+
+    z = rng.uniform(run.eps, L - run.eps, B)
+    xi = rng.standard_normal((B, D))
+    if run.outside > 0:
+        out = rng.random(B) < run.outside
+        beyond = rng.random(B) < 0.5
+        h = rng.uniform(run.eps, L, B)
+        z = np.where(out, np.where(beyond, L + h, -h), z)
+    t = np.clip(z / L, 0.0, 1.0)[:, None]
+    spread = run.lam * np.sqrt(np.minimum(np.abs(z), np.abs(L - z)))[:, None]  # sqrt(sigma_n^2(z))
+    x = (1 - t) * A + t * Q[partner] + spread * xi
+    points = np.column_stack([z, x]).astype(np.float32)
+    t3 = time.perf_counter()
+
+    P = points.astype(np.float64)
+    if run.field.kind == "strong":
+        u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
+    else:
+        u, log_norm = run.field.direction(P, A, Q, plan=pi, backend=run.backend)
+        ess = coulomb_ess(P, A, Q, pi, L)
+    if not np.all(np.isfinite(log_norm)):
+        bad = int(np.flatnonzero(~np.isfinite(log_norm))[0])
+        raise ValueError(f"batch {k}: the field vanishes or is not finite at point {bad} ({points[bad, :3]}...)")
+    t4 = time.perf_counter()
+    for name, dt in (("data", t1 - t0 + t3 - t2), ("plan", t2 - t1), ("field", t4 - t3)):
+        timings[name] = timings.get(name, 0.0) + dt
+    return {"points": points, "targets": u.astype(np.float32), "log_norm": log_norm.astype(np.float64),
+            "ess": np.asarray(ess, np.float64), "sources": A, "sinks": Q, "plan": pi, "partner": partner}
+
+
+def _draw_partners(pi, rng):
+    """One sink index per row ``i``, ``j ~ pi_i. / sum_j pi_ij`` (inverse CDF, one uniform per row)."""
+    cdf = np.cumsum(pi, axis=1)
+    j = (cdf <= (rng.random(len(pi)) * cdf[:, -1])[:, None]).sum(axis=1)
+    last = pi.shape[1] - 1 - np.argmax(pi[:, ::-1] > 0, axis=1)  # u rounding up to the row sum
+    return np.minimum(j, last)
+
+
+def coulomb_ess(points, sources, sinks, pi, L):
+    """Effective number of charges ``1 / sum_c w_c^2``, ``w = softmax(log q_c - D log r_c)``
+    over the ``N + M`` charges (``q`` the plan's marginals): see the module docstring."""
+    D = sources.shape[1]
+    alpha, beta = np.asarray(pi.sum(axis=1)).ravel(), np.asarray(pi.sum(axis=0)).ravel()
+    z, x = points[:, 0], points[:, 1:]
+    x2 = (x**2).sum(axis=1)[:, None]
+    logits = []
+    for charges, q, plate in ((sources, alpha, 0.0), (sinks, beta, L)):
+        d2 = np.maximum(x2 - 2 * x @ charges.T + (charges**2).sum(axis=1), 0.0) + ((z - plate) ** 2)[:, None]
+        with np.errstate(divide="ignore"):
+            logits.append(np.log(q) - D / 2 * np.log(d2))
+    logits = np.concatenate(logits, axis=1)
+    w = np.exp(logits - logits.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    return 1.0 / (w**2).sum(axis=1)
+
+
+def _write(run, path, n0, n, progress):
+    """Append points ``n0 .. n-1`` to the HDF5 file ``path`` (created when ``n0 == 0``)."""
+    B = run.B
+    timings, t_start = {}, time.perf_counter()
+    with h5py.File(path, "r+" if n0 else "w") as f:
+        if not n0:
+            _create(f, run)
+        bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=not progress, leave=False)
+        for k in range(n0 // B, math.ceil(n / B)):
+            b = _batch(run, k, timings)
+            t0 = time.perf_counter()
+            lo, hi = max(n0, k * B), min(n, (k + 1) * B)
+            rows = slice(lo - k * B, hi - k * B)
+            for name in ("points", "targets", "log_norm", "ess"):
+                _append(f[name], b[name][rows])
+            if run.store_pairs:
+                _append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
+                if lo == k * B:  # first time this batch is stored
+                    for name in ("sources", "sinks", "plan"):
+                        _append(f["pairs"][name], b[name][None])
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+            bar.update(hi - lo)
+        bar.close()
+        t0 = time.perf_counter()
+    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0  # flush on close
+    return GenerateResult(path, n, n - n0, time.perf_counter() - t_start, timings)
+
+
+def _create(f, run):
+    B, D = run.B, run.dim
+    for key, value in run.attrs().items():
+        f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "data_shape" else value
+    rows = min(B, 1 << max(0, (CHUNK_BYTES // (4 * (D + 1))).bit_length() - 1))  # power of 2: batches align
+    for name in ("points", "targets"):
+        f.create_dataset(name, (0, D + 1), np.float32, maxshape=(None, D + 1), chunks=(rows, D + 1), **COMPRESSION)
+    for name in ("log_norm", "ess"):
+        f.create_dataset(name, (0,), np.float64, maxshape=(None,), chunks=(max(rows, 1024),), **COMPRESSION)
+    if run.store_pairs:
+        g = f.create_group("pairs")
+        for name, width in (("sources", D), ("sinks", D), ("plan", B)):
+            g.create_dataset(name, (0, B, width), np.float64, maxshape=(None, B, width), chunks=(1, B, width),
+                             **COMPRESSION)
+        g.create_dataset("partner", (0,), np.int32, maxshape=(None,), chunks=(max(B, 1024),), **COMPRESSION)
+
+
+def _append(dataset, rows):
+    start = dataset.shape[0]
+    dataset.resize(start + len(rows), axis=0)
+    dataset[start:] = rows
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_resumable(path, expected):
+    """Number of points in the cache at ``path`` after checking it (fully) and its attributes."""
+    with open_cache(path, verify=True) as cache:
+        for key in ATTRS:
+            have, want = cache.attrs.get(key), _plain(expected.get(key))
+            if have != want:
+                raise ValueError(f"cannot resume {path}: attribute {key} is {have!r} in the cache but {want!r} for this run")
+        return len(cache)
+
+
+def _plain(value):
+    """An HDF5 attribute value as a plain Python value (str, int, float, bool or tuple)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return tuple(_plain(v) for v in value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Cache:
+    """An open, validated targets cache: ``points``, ``targets``, ``log_norm``, ``ess`` (h5py
+    datasets, read lazily), ``pairs`` (dict of datasets, or ``None``), ``attrs`` (plain dict,
+    ``field`` decoded from JSON into ``field_params``), ``D``. Use as a context manager, or
+    call :meth:`close`."""
+
+    def __init__(self, path, file):
+        self.path, self.file = str(path), file
+        self.attrs = {key: _plain(value) for key, value in file.attrs.items()}
+        self.field_params = json.loads(self.attrs["field"])
+        self.points, self.targets = file["points"], file["targets"]
+        self.log_norm, self.ess = file["log_norm"], file["ess"]
+        self.pairs = {name: file["pairs"][name] for name in file["pairs"]} if "pairs" in file else None
+        self.D = int(self.attrs["D"])
+
+    def __len__(self):
+        return self.points.shape[0]
+
+    def __repr__(self):
+        return f"Cache({self.path!r}, n={len(self)}, D={self.D}, field={self.field_params})"
+
+    def close(self):
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_cache(path, verify=False):
+    """Open the targets cache at ``path`` and validate its schema; returns a :class:`Cache`.
+
+    Checked: the file exists and is HDF5 that opens (a truncated file does not); ``format`` and
+    a known ``schema_version``; every required attribute; the datasets, their dtypes and
+    consistent shapes (``(n, D+1)``, ``(n,)``; the ``pairs`` group when ``store_pairs``).
+    ``verify=True`` also reads every chunk (Fletcher-32 checksums catch damaged data) and checks
+    the values: finite points, unit targets, finite ``log_norm``, ``ess >= 1``.
+    Any problem is a one-line ``ValueError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cache file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"cannot open {path} (truncated or corrupt HDF5): {_one_line(exc)}") from None
+    try:
+        problem = _schema_problem(f)
+        if problem is None and verify:
+            problem = _data_problem(f)
+    except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        problem = f"unreadable ({_one_line(exc)})"
+    if problem is not None:
+        f.close()
+        raise ValueError(f"{path}: {problem}")
+    return Cache(path, f)
+
+
+def _schema_problem(f):
+    """A one-line description of the first schema violation, or ``None``."""
+    if _plain(f.attrs.get("format")) != FORMAT:
+        return f"not a physfield targets cache (no format={FORMAT!r} attribute)"
+    version = _plain(f.attrs.get("schema_version"))
+    if version != SCHEMA_VERSION:
+        return f"unknown schema_version {version!r} (this physfield reads {SCHEMA_VERSION})"
+    missing = [k for k in ATTRS if k not in OPTIONAL_ATTRS and k not in f.attrs]
+    if missing:
+        return f"missing attribute {missing[0]!r}"
+    json.loads(_plain(f.attrs["field"]))
+    D, B = int(f.attrs["D"]), int(f.attrs["B"])
+    expected = {"points": (np.float32, 2), "targets": (np.float32, 2), "log_norm": (np.float64, 1),
+                "ess": (np.float64, 1)}
+    if bool(f.attrs["store_pairs"]):
+        expected.update({"pairs/sources": (np.float64, 3), "pairs/sinks": (np.float64, 3),
+                         "pairs/plan": (np.float64, 3), "pairs/partner": (np.int32, 1)})
+    for name, (dtype, ndim) in expected.items():
+        ds = f.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            return f"missing dataset {name!r}"
+        if ds.dtype != dtype or ds.ndim != ndim:
+            return f"dataset {name!r} is {ds.dtype} {ds.ndim}-D, expected {np.dtype(dtype)} {ndim}-D"
+    n = f["points"].shape[0]
+    batches = math.ceil(n / B)
+    shapes = {"points": (n, D + 1), "targets": (n, D + 1), "log_norm": (n,), "ess": (n,),
+              "pairs/sources": (batches, B, D), "pairs/sinks": (batches, B, D),
+              "pairs/plan": (batches, B, B), "pairs/partner": (n,)}
+    for name in expected:
+        if f[name].shape != shapes[name]:
+            return f"dataset {name!r} has shape {f[name].shape}, expected {shapes[name]}"
+    return None
+
+
+def _data_problem(f, rows=1 << 14):
+    """Read everything (checksums verified by HDF5) and check the values block by block."""
+    n = f["points"].shape[0]
+    for lo in range(0, n, rows):
+        sl = slice(lo, min(n, lo + rows))
+        P, U, log_norm, ess = (f[name][sl] for name in ("points", "targets", "log_norm", "ess"))
+        norm = np.sqrt((U.astype(np.float64) ** 2).sum(axis=1))
+        checks = (("points", np.isfinite(P).all(axis=1)), ("targets", np.abs(norm - 1) <= UNIT_TOL),
+                  ("log_norm", np.isfinite(log_norm)), ("ess", ess >= 1 - 1e-9))
+        for name, ok in checks:
+            if not ok.all():
+                return f"bad value in {name} at row {lo + int(np.flatnonzero(~ok)[0])}"
+    if "pairs" in f:
+        for ds in f["pairs"].values():
+            ds[()]
+    return None
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
