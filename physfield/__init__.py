@@ -9,7 +9,7 @@ See ``SPEC.md`` sections 1-3 and 8 for the mathematics and the public surface.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, plans
+from . import data, plans, targets
 from .coulomb import CoulombField
 from .strong import StrongField
 from .trace import TraceResult, trace
@@ -19,4 +19,4 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
-__all__ = ["StrongField", "CoulombField", "TraceResult", "trace", "plans", "data", "__version__"]
+__all__ = ["StrongField", "CoulombField", "TraceResult", "trace", "plans", "data", "targets", "__version__"]

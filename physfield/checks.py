@@ -129,9 +129,9 @@ def divergence_residual(direction, points, h, scale):
         div_h E(p) = sum_k [E_k(p + h e_k) - E_k(p - h e_k)] / (2 h),   k = z, x_1 .. x_D,
 
     formed relative to ``|E(p)|`` in log space, ``E_k(q) / |E(p)| = u_k(q) exp(log|E(q)| - log|E(p)|)``.
-    ``scale`` is the length on which the field varies (a string width, the distance to the
-    nearest charge): 0 for a divergence-free field up to ``O(D (h/scale)^2)`` truncation and
-    round-off, ``O(1)`` or more when the field has sources.
+    ``scale`` is the length over which ``|E|`` changes by O(1) (``sigma / sqrt(D)`` for a string,
+    ``r / D`` at distance ``r`` from a point charge): the residual is 0 for a divergence-free field
+    up to ``O((h/scale)^2)`` truncation and round-off, and ``O(1)`` or more where it has sources.
     """
     n, width = points.shape
     out = np.empty(n)

@@ -133,4 +133,5 @@ class CoulombField:
         """The field ``E`` itself, ``(n, D+1)`` float64 (may underflow or overflow at large D)."""
         u, log_norm = self.direction(points, sources, sinks, plan=plan, backend=backend, method=method)
         xp = backends.array_module(u)
-        return u.astype(np.float64) * xp.exp(log_norm)[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):  # 0 * inf is masked to 0
+            return xp.where(u == 0, 0.0, u.astype(np.float64) * xp.exp(log_norm)[:, None])

@@ -133,9 +133,10 @@ class StrongField:
     def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
         """The field ``E`` itself, ``(n, D+1)`` float64: ``exp(log_norm) * u``.
 
-        ``phi`` carries ``(2 pi sigma^2)^(-D/2)``, so this underflows to 0 for large ``D``;
-        use :meth:`direction` there.
+        ``phi`` carries ``(2 pi sigma^2)^(-D/2)``, so this underflows to 0 (or overflows to inf
+        when ``2 pi sigma^2 < 1``) for large ``D``; use :meth:`direction` there.
         """
         u, log_norm = self.direction(points, sources, sinks, plan=plan, backend=backend, method=method)
         xp = backends.array_module(u)
-        return u.astype(np.float64) * xp.exp(log_norm)[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):  # 0 * inf is masked to 0
+            return xp.where(u == 0, 0.0, u.astype(np.float64) * xp.exp(log_norm)[:, None])
