@@ -31,9 +31,9 @@ def sq_dist(X, A, out):
 
 
 @njit(parallel=True, cache=True)
-def pair_softmax(t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
     for p in prange(t.shape[0]):
-        _pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess)
+        _pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
 @njit(parallel=True, cache=True)

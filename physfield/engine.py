@@ -27,7 +27,8 @@ import numpy as np
 
 GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
-#: GEMM distances below ``REFINE * (|x|^2 + |a|^2)`` are recomputed exactly (by dtype char)
+#: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
+#: coordinates (by dtype char): GEMM ``|x - a|^2`` and the pair identity for ``|rho|^2``
 REFINE = {"d": 1e-4, "f": 1e-2}
 
 
@@ -156,7 +157,8 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
         (alpha, beta), (near_a, near_b) = split(xp, d, N), split(xp, near, N)
         R = xp.empty((len(Xs), N), dtype=X.dtype)
         C = xp.empty((len(Xs), len(ch.AB) - N), dtype=X.dtype)
-        k.pair_softmax(t[s], inv2s2[s], alpha, beta, I, J, logw, gamma, R, C, lse[s], ess[s])
+        k.pair_softmax(t[s], inv2s2[s], Xs, ch.AB[:N], ch.AB[N:], alpha, beta, I, J, logw, gamma,
+                        REFINE[np.dtype(X.dtype).char], R, C, lse[s], ess[s])
         off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
         off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
     return lse, ess, off_a, off_b

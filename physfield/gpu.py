@@ -27,10 +27,10 @@ def _sq_dist(X, A, out):
 
 
 @cuda.jit
-def _pair_softmax(t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
+def _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
     p = cuda.grid(1)
     if p < t.shape[0]:
-        _pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess)
+        _pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
 @cuda.jit
@@ -59,8 +59,8 @@ def sq_dist(X, A, out):
     _sq_dist[_grid(X.shape[0])](X, A, out)
 
 
-def pair_softmax(t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
-    _pair_softmax[_grid(t.shape[0])](t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess)
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
+    _pair_softmax[_grid(t.shape[0])](t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
 def weighted_offset(X, A, W, out):

@@ -80,7 +80,7 @@ def round_to_marginals(pi, r, c):
     marginal error in L1; the result has marginals ``r`` and ``c`` to round-off."""
     pi = pi * np.minimum(r / np.maximum(pi.sum(axis=1), np.finfo(float).tiny), 1.0)[:, None]
     pi = pi * np.minimum(c / np.maximum(pi.sum(axis=0), np.finfo(float).tiny), 1.0)[None, :]
-    er, ec = r - pi.sum(axis=1), c - pi.sum(axis=0)
+    er, ec = np.maximum(r - pi.sum(axis=1), 0.0), np.maximum(c - pi.sum(axis=0), 0.0)
     if er.sum() > 0:
         pi = pi + np.outer(er, ec) / er.sum()
     return pi

@@ -29,7 +29,7 @@ def sq_dist_row(p, X, A, out):
         out[p, i] = acc
 
 
-def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
+def pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
     """Softmax over the pairs of a plan and its row/column sums.
 
         l_k   = log pi_k - |rho_pk|^2 / (2 sigma(z_p)^2)        (inv2s2 = 1 / (2 sigma^2))
@@ -37,8 +37,13 @@ def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, es
         R[p, i] = sum_{k: i_k = i} w_k,   C[p, j] = sum_{k: j_k = j} w_k
         ess_p = 1 / sum_k w_k^2
 
-    ``|rho|^2`` from the identity in the module docstring, clamped at 0 against round-off.
-    (Conditional expressions instead of ``max``: numba's CUDA target mis-resolves the builtin.)
+    ``|rho|^2`` from the identity in the module docstring, clamped at 0 against round-off. The
+    identity cancels when the point is close to a string compared with the string's length
+    (``|rho|^2 << |a - b|^2``): where ``|rho|^2 < refine * ((1 - t) alpha + t beta + t (1 - t)
+    gamma)`` it is recomputed from the coordinates ``X``, ``A``, ``B``, ``O(D)`` for those few
+    pairs. (The shift ``m`` needs no such care: any value near the maximum keeps the sums in
+    range, and ``lse`` is exact whatever it is.) Conditional expressions stand in for ``max``:
+    numba's CUDA target mis-resolves the builtin.
     """
     tp = t[p]
     h = inv2s2[p]
@@ -54,8 +59,14 @@ def pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, es
     s1 = 0.0
     s2 = 0.0
     for k in range(I.shape[0]):
-        r2 = (1.0 - tp) * alpha[p, I[k]] + tp * beta[p, J[k]] - tp * (1.0 - tp) * gamma[k]
-        e = math.exp(logw[k] - h * (r2 if r2 > 0.0 else 0.0) - m)
+        ends = (1.0 - tp) * alpha[p, I[k]] + tp * beta[p, J[k]]
+        r2 = ends - tp * (1.0 - tp) * gamma[k]
+        if r2 < refine * (ends + tp * (1.0 - tp) * gamma[k]):
+            r2 = 0.0
+            for d in range(X.shape[1]):
+                diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
+                r2 += diff * diff
+        e = math.exp(logw[k] - h * r2 - m)
         s1 += e
         s2 += e * e
         R[p, I[k]] += e

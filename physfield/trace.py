@@ -139,7 +139,7 @@ def _trace_strong(fld, A, B, plan, n, rng, opts, progress):
         return u[:, 1:] / np.where(u[:, :1] > 0, u[:, :1], 1.0)
 
     paths = [np.column_stack([np.full(n, zs[0]), x])]
-    for z, z_next in tqdm(list(zip(zs[:-1], zs[1:])), desc="tracing", disable=not progress, leave=False):
+    for z, z_next in tqdm(list(zip(zs[:-1], zs[1:])), desc="tracing", disable=None if progress else True, leave=False):
         h = z_next - z
         k1 = slope(z, x)
         k2 = slope(z + h / 2, x + h / 2 * k1)
@@ -194,7 +194,7 @@ def _trace_coulomb(fld, A, B, plan, n, rng, opts, progress):
 
     flags["reversed"] |= p[:, 0] <= 0
     active &= p[:, 0] > 0
-    bar = tqdm(total=n, desc="tracing", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc="tracing", disable=None if progress else True, leave=False)
     for _ in range(int(opts["max_steps"])):
         if not active.any():
             break

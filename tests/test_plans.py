@@ -177,12 +177,12 @@ class CountingKernels:
         for p in range(X.shape[0]):
             rows.weighted_offset_row(p, X, A, W, out)
 
-    def pair_softmax(self, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess):
+    def pair_softmax(self, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
         n, N, M, K = len(t), alpha.shape[1], beta.shape[1], len(I)
         assert alpha.shape == R.shape == (n, N) and beta.shape == C.shape == (n, M) and gamma.shape == (K,)
         self.work["pairs"] += n * K
         for p in range(n):
-            rows.pair_softmax_row(p, t, inv2s2, alpha, beta, I, J, logw, gamma, R, C, lse, ess)
+            rows.pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
 def test_independent_plan_work_is_nm_plus_n_plus_m_times_d():
