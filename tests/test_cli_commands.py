@@ -1,0 +1,100 @@
+"""``physfield trace`` and ``physfield targets`` through click's runner (and trace once for real)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import physfield as pf
+from cli import physfield
+
+FAST = ["--n", "32", "--lines", "48", "--steps", "30"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(physfield, list(args))
+
+
+def one_line_error(result):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_trace_strong_table_and_json():
+    table = invoke("trace", "--field", "strong", *FAST)
+    assert table.exit_code == 0, table.output
+    assert "arrived" in table.output and "strong" in table.output
+    report = json.loads(invoke("trace", "--field", "strong", "--json", *FAST).output)
+    (run,) = report["runs"]
+    assert (run["arrived"], run["reversed"], run["leaked"], run["lost"]) == (1.0, 0.0, 0.0, 0.0)
+    assert run["n_lines"] == 48 and run["w2"] > 0
+
+
+def test_trace_coulomb_reverses_and_leaks():
+    report = json.loads(invoke("trace", "--field", "coulomb", "--json", "--n", "48", "--lines", "200").output)
+    (run,) = report["runs"]
+    assert run["reversed"] > 0.3 and run["leaked"] > 0
+
+
+def test_sweep_traces_both_fields_at_every_L():
+    report = json.loads(invoke("trace", "--field", "strong", "--sweep-L", "6,20", "--json", *FAST).output)
+    assert [(r["field"], r["L"]) for r in report["runs"]] == [
+        ("strong", 6.0), ("coulomb", 6.0), ("strong", 20.0), ("coulomb", 20.0)]
+    assert all(r["arrived"] == 1.0 for r in report["runs"] if r["field"] == "strong")
+
+
+def test_plot_writes_a_png(tmp_path):
+    png = tmp_path / "lines.png"
+    result = invoke("trace", "--field", "coulomb", "--plot", str(png), *FAST)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--sweep-L", "6,x"], "could not convert"),
+    (["--source", "nonsense"], "nonsense"),
+    (["--d", "10"], "d must"),
+    (["--L", "-1"], "L must"),
+])
+def test_trace_bad_input_is_one_line(args, word):
+    assert word in one_line_error(invoke("trace", "--field", "strong", *args))
+
+
+def test_trace_runs_as_a_real_command():
+    exe = shutil.which("physfield") or str(Path(sys.executable).parent / "physfield")
+    out = subprocess.run([exe, "trace", "--field", "strong", "--json", *FAST], capture_output=True, text=True,
+                         check=True, timeout=120, stdin=subprocess.DEVNULL).stdout
+    assert json.loads(out)["runs"][0]["arrived"] == 1.0
+
+
+def test_targets_writes_resumes_and_refuses(tmp_path):
+    out = tmp_path / "cache.h5"
+    args = ["targets", "--field", "strong", "--source", "gaussian", "--target", "moons", "--batch", "16",
+            "--plan", "optimal", "-o", str(out)]
+    first = invoke(*args, "--n", "40")
+    assert first.exit_code == 0, first.output
+    assert "points/s" in first.output
+    assert "exists" in one_line_error(invoke(*args, "--n", "40"))
+    assert invoke(*args, "--n", "64", "--resume").exit_code == 0
+    with pf.targets.open_cache(out) as cache:
+        assert len(cache) == 64 and cache.attrs["plan"] == "optimal"
+        u = cache.targets[:]
+        assert np.allclose((u.astype(np.float64) ** 2).sum(axis=1), 1, atol=1e-5)
+    assert "seed" in one_line_error(invoke(*args, "--n", "80", "--resume", "--seed", "3"))
+
+
+def test_targets_refuses_a_foreign_file(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    one_line_error(invoke("targets", "--field", "strong", "--n", "16", "--batch", "8", "-o", str(foreign),
+                          "--resume"))
