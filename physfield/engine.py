@@ -27,6 +27,8 @@ import numpy as np
 
 GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
+#: below this many point-pair terms the GEMM path runs its kernels on one CPU thread
+SERIAL_WORK = 2**22
 #: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
 #: coordinates (by dtype char): GEMM ``|x - a|^2`` and the pair identity for ``|rho|^2``
 REFINE = {"d": 1e-4, "f": 1e-2}
@@ -45,68 +47,49 @@ def chunks(n, width):
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-class Charges(NamedTuple):
-    """Sources over sinks as given (``AB``, first ``N`` rows the sources) and, for GEMM, the
-    ``centre`` they are shifted by, the shifted copy ``ABc`` and its squared row norms ``ab2``."""
+class Plate(NamedTuple):
+    """The charges of one plate: coordinates as given (``pts``) and, for the GEMM form, shifted
+    by the common centre of both plates (``centred``) with their squared norms (``norms``)."""
 
-    AB: object
-    N: int
-    centre: object = None
-    ABc: object = None
-    ab2: object = None
-
-    def rows(self, s):
-        """The same charges restricted to rows ``s`` (a slice)."""
-        if self.centre is None:
-            return Charges(self.AB[s], 0)
-        return Charges(self.AB[s], 0, self.centre, self.ABc[s], self.ab2[s])
-
-    def centred(self, X):
-        """``X`` shifted like the charges (``None`` for the direct form)."""
-        return None if self.centre is None else X - self.centre
+    pts: object
+    centred: object = None
+    norms: object = None
 
 
-def stack_charges(xp, A, B, gemm):
-    AB = xp.concatenate([A, B])
+def plates(xp, A, B, gemm):
+    """``(sources, sinks, centre)`` as :class:`Plate` s; ``centre`` is ``None`` for ``direct``."""
     if not gemm:
-        return Charges(AB, A.shape[0])
-    centre = AB.mean(axis=0)
-    ABc = AB - centre
-    return Charges(AB, A.shape[0], centre, ABc, xp.einsum("kd,kd->k", ABc, ABc))
+        return Plate(A), Plate(B), None
+    centre = (A.sum(axis=0) + B.sum(axis=0)) / (A.shape[0] + B.shape[0])
+    Ac, Bc = A - centre, B - centre
+    return Plate(A, Ac, xp.einsum("kd,kd->k", Ac, Ac)), Plate(B, Bc, xp.einsum("kd,kd->k", Bc, Bc)), centre
 
 
-def sq_dists(k, xp, X, Xc, ch):
-    """``|X_p - AB_k|^2``, shape ``(len(X), len(AB))``, and the ``near`` mask (GEMM only).
+def sq_dists(k, xp, X, Xc, plate):
+    """``|X_p - a_i|^2`` to the charges of ``plate``, shape ``(len(X), N)``, and the ``near`` mask.
 
-    GEMM form when ``Xc`` (``X`` centred like the charges) is given: ``|x|^2 + |a|^2 - 2 x.a``
-    on the centred data. Its absolute error is ~``eps (|x|^2 + |a|^2)``, so entries below
+    GEMM form when ``Xc`` (``X`` shifted like the plate) is given: ``|x|^2 + |a|^2 - 2 x.a`` on
+    the centred data. Its absolute error is ~``eps (|x|^2 + |a|^2)``, so entries below
     ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge) are recomputed by differences of the
-    original coordinates and flagged ``near``.
+    original coordinates and flagged ``near``; ``near`` is ``None`` for the direct form.
     """
     if Xc is None:
-        out = xp.empty((X.shape[0], ch.AB.shape[0]), dtype=X.dtype)
-        k.sq_dist(X, ch.AB, out)
+        out = xp.empty((X.shape[0], plate.pts.shape[0]), dtype=X.dtype)
+        k.sq_dist(X, plate.pts, out)
         return out, None
-    scale = xp.einsum("pd,pd->p", Xc, Xc)[:, None] + ch.ab2[None, :]
-    out = scale - 2.0 * (Xc @ ch.ABc.T)
+    scale = xp.einsum("pd,pd->p", Xc, Xc)[:, None] + plate.norms[None, :]
+    out = scale - 2.0 * (Xc @ plate.centred.T)
     xp.maximum(out, 0.0, out=out)
     near = out < REFINE[np.dtype(X.dtype).char] * scale
     p, i = xp.nonzero(near)
     if len(p):
-        diff = X[p] - ch.AB[i]
+        diff = X[p] - plate.pts[i]
         out[p, i] = (diff * diff).sum(axis=1)
     return out, near
 
 
-def split(xp, d, N):
-    """Columns of sources and of sinks as two C-contiguous arrays (what the kernels expect)."""
-    if d is None:
-        return None, None
-    return xp.ascontiguousarray(d[:, :N]), xp.ascontiguousarray(d[:, N:])
-
-
-def offsets(k, xp, X, Xc, ch, W, near):
-    """``sum_i W_pi (X_p - AB_i)``, shape ``X.shape``.
+def offsets(k, xp, X, Xc, plate, W, near):
+    """``sum_i W_pi (X_p - a_i)`` over the charges of ``plate``, shape ``X.shape``.
 
     Direct differences when ``Xc`` is ``None``; otherwise the GEMM form ``(W 1) x - W A`` on the
     centred data for the far charges plus direct differences of the original coordinates for
@@ -114,24 +97,23 @@ def offsets(k, xp, X, Xc, ch, W, near):
     """
     if Xc is None:
         out = xp.zeros_like(X)
-        k.weighted_offset(X, ch.AB, W, out)
+        k.weighted_offset(X, plate.pts, W, out)
         return out
     w_near = xp.where(near, W, 0.0).astype(W.dtype)
     w_far = W - w_near
-    out = w_far.sum(axis=1)[:, None] * Xc - w_far @ ch.ABc
+    out = w_far.sum(axis=1)[:, None] * Xc - w_far @ plate.centred
     if near.any():
-        k.weighted_offset(X, ch.AB, w_near, out)
+        k.weighted_offset(X, plate.pts, w_near, out)
     return out
 
 
-def pair_sq_dists(k, xp, ch, I, J):
+def pair_sq_dists(k, xp, src, snk, I, J):
     """``gamma_k = |a_{i_k} - b_{j_k}|^2``: from the full ``N x M`` table when the plan is dense."""
-    N = ch.N
-    A, B = ch.AB[:N], ch.AB[N:]
+    A, B = src.pts, snk.pts
     if 4 * len(I) >= A.shape[0] * B.shape[0]:
-        return sq_dists(k, xp, A, ch.rows(slice(None, N)).centred(A), ch.rows(slice(N, None)))[0][I, J]
+        return sq_dists(k, xp, A, src.centred, snk)[0][I, J]
     diff = A[I] - B[J]
-    return (diff * diff).sum(axis=1)
+    return xp.einsum("kd,kd->k", diff, diff)
 
 
 def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
@@ -141,26 +123,35 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
 
     (``R``, ``C`` the row/column sums of the pair weights), from which the mean slope is
     ``sum_k w_k v_k = (1/L + s (1 - t)) off_a + (s t - 1/L) off_b`` (see :mod:`physfield.strong`).
+
+    Three ways, by ``D`` and the plan's number of pairs ``K``: direct and ``K <= N + M`` (paired,
+    optimal): one fused pass over the pairs (:func:`physfield.rows.pair_direct_row`); otherwise
+    the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
+    over pairs, then the offsets (direct or GEMM).
     """
-    ch = stack_charges(xp, A, B, gemm)
-    N = ch.N
-    src, snk = ch.rows(slice(None, N)), ch.rows(slice(N, None))
-    gamma = pair_sq_dists(k, xp, ch, I, J)
     lse = xp.empty(len(X))
     ess = xp.empty(len(X))
     off_a = xp.empty_like(X)
     off_b = xp.empty_like(X)
-    for s in chunks(len(X), len(ch.AB)):
+    N, M = A.shape[0], B.shape[0]
+    if not gemm and len(I) <= N + M:
+        k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+        return lse, ess, off_a, off_b
+    src, snk, centre = plates(xp, A, B, gemm)
+    gamma = pair_sq_dists(k, xp, src, snk, I, J)
+    refine = REFINE[np.dtype(X.dtype).char]
+    for s in chunks(len(X), N + M):
         Xs = X[s]
-        Xc = ch.centred(Xs)
-        d, near = sq_dists(k, xp, Xs, Xc, ch)
-        (alpha, beta), (near_a, near_b) = split(xp, d, N), split(xp, near, N)
+        Xc = None if centre is None else Xs - centre
+        alpha, near_a = sq_dists(k, xp, Xs, Xc, src)
+        beta, near_b = sq_dists(k, xp, Xs, Xc, snk)
         R = xp.empty((len(Xs), N), dtype=X.dtype)
-        C = xp.empty((len(Xs), len(ch.AB) - N), dtype=X.dtype)
-        k.pair_softmax(t[s], inv2s2[s], Xs, ch.AB[:N], ch.AB[N:], alpha, beta, I, J, logw, gamma,
-                        REFINE[np.dtype(X.dtype).char], R, C, lse[s], ess[s])
-        off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
-        off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
+        C = xp.empty((len(Xs), M), dtype=X.dtype)
+        with k.threads(1 if gemm and len(Xs) * len(I) < SERIAL_WORK else None):
+            k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, I, J, logw, gamma, refine,
+                           R, C, lse[s], ess[s])
+            off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
+            off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
     return lse, ess, off_a, off_b
 
 
@@ -172,22 +163,22 @@ def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
 
     (``Wa > 0`` source weights, ``Wb < 0`` sink weights, see :func:`physfield.rows.charge_weights_row`).
     """
-    ch = stack_charges(xp, A, B, gemm)
-    N = ch.N
-    src, snk = ch.rows(slice(None, N)), ch.rows(slice(N, None))
+    src, snk, centre = plates(xp, A, B, gemm)
+    N, M = A.shape[0], B.shape[0]
     half_d1 = (X.shape[1] + 1) / 2.0
     shift = xp.empty(len(X))
     r2min = xp.empty(len(X))
     vz = xp.empty(len(X))
     vx = xp.empty_like(X)
-    for s in chunks(len(X), len(ch.AB)):
+    for s in chunks(len(X), N + M):
         Xs = X[s]
-        Xc = ch.centred(Xs)
-        d, near = sq_dists(k, xp, Xs, Xc, ch)
-        (alpha, beta), (near_a, near_b) = split(xp, d, N), split(xp, near, N)
+        Xc = None if centre is None else Xs - centre
+        alpha, near_a = sq_dists(k, xp, Xs, Xc, src)
+        beta, near_b = sq_dists(k, xp, Xs, Xc, snk)
         Wa = xp.empty((len(Xs), N), dtype=X.dtype)
-        Wb = xp.empty((len(Xs), len(ch.AB) - N), dtype=X.dtype)
-        k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])
-        vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
-        vx[s] = offsets(k, xp, Xs, Xc, src, Wa, near_a) + offsets(k, xp, Xs, Xc, snk, Wb, near_b)
+        Wb = xp.empty((len(Xs), M), dtype=X.dtype)
+        with k.threads(1 if gemm and len(Xs) * (N + M) < SERIAL_WORK else None):
+            k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])
+            vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
+            vx[s] = offsets(k, xp, Xs, Xc, src, Wa, near_a) + offsets(k, xp, Xs, Xc, snk, Wb, near_b)
     return shift, vz, vx, r2min

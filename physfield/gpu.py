@@ -7,6 +7,8 @@ products of the high-dimensional path are CuPy (cuBLAS) calls in :mod:`physfield
 ``KERNELS`` lists every kernel so a test can compile each one to PTX for sm_90.
 """
 
+from contextlib import nullcontext
+
 from numba import cuda
 
 from . import rows
@@ -15,6 +17,7 @@ THREADS = 128
 
 _sq_dist_row = cuda.jit(device=True)(rows.sq_dist_row)
 _pair_softmax_row = cuda.jit(device=True)(rows.pair_softmax_row)
+_pair_direct_row = cuda.jit(device=True)(rows.pair_direct_row)
 _weighted_offset_row = cuda.jit(device=True)(rows.weighted_offset_row)
 _charge_weights_row = cuda.jit(device=True)(rows.charge_weights_row)
 
@@ -34,6 +37,13 @@ def _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R,
 
 
 @cuda.jit
+def _pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
+    p = cuda.grid(1)
+    if p < t.shape[0]:
+        _pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+
+
+@cuda.jit
 def _weighted_offset(X, A, W, out):
     p = cuda.grid(1)
     if p < X.shape[0]:
@@ -47,7 +57,7 @@ def _charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r
         _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min)
 
 
-KERNELS = {"sq_dist": _sq_dist, "pair_softmax": _pair_softmax,
+KERNELS = {"sq_dist": _sq_dist, "pair_softmax": _pair_softmax, "pair_direct": _pair_direct,
            "weighted_offset": _weighted_offset, "charge_weights": _charge_weights}
 
 
@@ -61,6 +71,15 @@ def sq_dist(X, A, out):
 
 def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
     _pair_softmax[_grid(t.shape[0])](t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
+
+
+def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
+    _pair_direct[_grid(t.shape[0])](t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+
+
+def threads(count):
+    """One GPU thread per point whatever ``count`` (the CPU's knob, see :func:`physfield.cpu.threads`)."""
+    return nullcontext()
 
 
 def weighted_offset(X, A, W, out):

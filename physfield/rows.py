@@ -80,6 +80,50 @@ def pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refi
     ess[p] = s1 * s1 / s2
 
 
+def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
+    """Everything :func:`pair_softmax_row` and the offsets give, fused, for sparse plans in low D.
+
+    ``|rho_pk|^2 = |x_p - (1 - t) a_i - t b_j|^2`` straight from the coordinates (exact), and
+
+        off_a[p] = sum_k w_k (x_p - a_ik),   off_b[p] = sum_k w_k (x_p - b_jk)
+
+    accumulated pair by pair: ``O(K D)`` per point and no ``N``- or ``M``-wide scratch, which
+    is what a plan with ``K ~ N`` pairs (paired, optimal) wants when ``D`` is small.
+    """
+    tp = t[p]
+    h = inv2s2[p]
+    m = -math.inf
+    for k in range(I.shape[0]):
+        r2 = 0.0
+        for d in range(X.shape[1]):
+            diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
+            r2 += diff * diff
+        lk = logw[k] - h * r2
+        m = lk if lk > m else m
+    for d in range(X.shape[1]):
+        off_a[p, d] = 0.0
+        off_b[p, d] = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(I.shape[0]):
+        r2 = 0.0
+        for d in range(X.shape[1]):
+            diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
+            r2 += diff * diff
+        e = math.exp(logw[k] - h * r2 - m)
+        if e != 0.0:
+            s1 += e
+            s2 += e * e
+            for d in range(X.shape[1]):
+                off_a[p, d] += e * (X[p, d] - A[I[k], d])
+                off_b[p, d] += e * (X[p, d] - B[J[k], d])
+    for d in range(X.shape[1]):
+        off_a[p, d] /= s1
+        off_b[p, d] /= s1
+    lse[p] = m + math.log(s1)
+    ess[p] = s1 * s1 / s2
+
+
 def weighted_offset_row(p, X, A, W, out):
     """``out[p] += sum_i W[p, i] (X[p] - A[i])`` by direct differences; zero weights skipped."""
     for i in range(A.shape[0]):

@@ -101,12 +101,14 @@ class StrongField:
         A = xp.ascontiguousarray(xp.asarray(sources, dtype=dtype))
         B = xp.ascontiguousarray(xp.asarray(sinks, dtype=dtype))
         z = P[:, 0].astype(np.float64)
-        inside = xp.nonzero((z > 0) & (z < self.L))[0]
+        mask = (z > 0) & (z < self.L)
+        # a slice when every point is inside (the usual case): no gather and scatter copies
+        inside = slice(None) if bool(mask.all()) else xp.nonzero(mask)[0]
 
         u = xp.zeros(P.shape, dtype=dtype)
         log_norm = xp.full(len(P), -np.inf)
         ess = xp.zeros(len(P))
-        if len(inside):
+        if bool(mask.any()):
             zi = xp.clip(z[inside], Z_FLOOR * self.L, self.L * (1 - Z_FLOOR))
             X = xp.ascontiguousarray(P[inside, 1:])
             t = zi / self.L
@@ -121,9 +123,10 @@ class StrongField:
                     k, xp, X, t, 0.5 / sigma**2, A, B, I_, J_, logw_, gemm)
                 log_ez = lse + log_gauss
                 slope = (1 / self.L + s * (1 - t))[:, None] * off_a + (s * t - 1 / self.L)[:, None] * off_b
-            sq = (slope.astype(np.float64) ** 2).sum(axis=1)
-            u[inside, 0] = 1 / xp.sqrt(1 + sq)
-            u[inside, 1:] = slope * u[inside, 0][:, None]
+            sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
+            u0 = 1 / xp.sqrt(1 + sq)
+            u[inside, 0] = u0
+            u[inside, 1:] = slope * u0[:, None].astype(dtype)
             log_norm[inside] = log_ez + 0.5 * xp.log1p(sq)
             ess[inside] = ess_in
         if backend == "cupy" and not on_device:
