@@ -21,13 +21,14 @@ Points are processed in chunks so the ``(chunk, N + M)`` scratch arrays stay nea
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
 
 GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
-#: below this many point-pair terms the GEMM path runs its kernels on one CPU thread
+#: from this many point-pair terms on, the GEMM path gives the CPU's cores to the pair kernels
 SERIAL_WORK = 2**22
 #: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
 #: coordinates (by dtype char): GEMM ``|x - a|^2`` and the pair identity for ``|rho|^2``
@@ -137,6 +138,12 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
     if not gemm and len(I) <= N + M:
         k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
         return lse, ess, off_a, off_b
+    with k.cores_to(len(X) * len(I) >= SERIAL_WORK) if gemm else nullcontext():
+        return _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b)
+
+
+def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b):
+    N, M = A.shape[0], B.shape[0]
     src, snk, centre = plates(xp, A, B, gemm)
     gamma = pair_sq_dists(k, xp, src, snk, I, J)
     refine = REFINE[np.dtype(X.dtype).char]
@@ -147,11 +154,9 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
         beta, near_b = sq_dists(k, xp, Xs, Xc, snk)
         R = xp.empty((len(Xs), N), dtype=X.dtype)
         C = xp.empty((len(Xs), M), dtype=X.dtype)
-        with k.threads(1 if gemm and len(Xs) * len(I) < SERIAL_WORK else None):
-            k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, I, J, logw, gamma, refine,
-                           R, C, lse[s], ess[s])
-            off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
-            off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
+        k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse[s], ess[s])
+        off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
+        off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
     return lse, ess, off_a, off_b
 
 
@@ -163,6 +168,11 @@ def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
 
     (``Wa > 0`` source weights, ``Wb < 0`` sink weights, see :func:`physfield.rows.charge_weights_row`).
     """
+    with k.cores_to(False) if gemm else nullcontext():
+        return _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm)
+
+
+def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
     src, snk, centre = plates(xp, A, B, gemm)
     N, M = A.shape[0], B.shape[0]
     half_d1 = (X.shape[1] + 1) / 2.0
@@ -177,8 +187,7 @@ def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
         beta, near_b = sq_dists(k, xp, Xs, Xc, snk)
         Wa = xp.empty((len(Xs), N), dtype=X.dtype)
         Wb = xp.empty((len(Xs), M), dtype=X.dtype)
-        with k.threads(1 if gemm and len(Xs) * (N + M) < SERIAL_WORK else None):
-            k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])
-            vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
-            vx[s] = offsets(k, xp, Xs, Xc, src, Wa, near_a) + offsets(k, xp, Xs, Xc, snk, Wb, near_b)
+        k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])
+        vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
+        vx[s] = offsets(k, xp, Xs, Xc, src, Wa, near_a) + offsets(k, xp, Xs, Xc, snk, Wb, near_b)
     return shift, vz, vx, r2min

@@ -77,8 +77,8 @@ def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
     _pair_direct[_grid(t.shape[0])](t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
 
 
-def threads(count):
-    """One GPU thread per point whatever ``count`` (the CPU's knob, see :func:`physfield.cpu.threads`)."""
+def cores_to(kernels):
+    """Nothing to share on the GPU (the CPU's knob, see :func:`physfield.cpu.cores_to`)."""
     return nullcontext()
 
 

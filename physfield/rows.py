@@ -18,6 +18,9 @@ The identity needs only the ``N + M`` distances of a point, so a dense ``N x M``
 
 import math
 
+#: ``exp(x)`` is exactly 0 in float64 below this: such terms are skipped, not computed
+UNDERFLOW = -746.0
+
 
 def sq_dist_row(p, X, A, out):
     """``out[p, i] = |X[p] - A[i]|^2``, by direct differences (exact to round-off)."""
@@ -66,11 +69,13 @@ def pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refi
             for d in range(X.shape[1]):
                 diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
                 r2 += diff * diff
-        e = math.exp(logw[k] - h * r2 - m)
-        s1 += e
-        s2 += e * e
-        R[p, I[k]] += e
-        C[p, J[k]] += e
+        lk = logw[k] - h * r2 - m
+        if lk > UNDERFLOW:  # exp would give exactly 0: skip it (the bits are the same)
+            e = math.exp(lk)
+            s1 += e
+            s2 += e * e
+            R[p, I[k]] += e
+            C[p, J[k]] += e
     inv = 1.0 / s1
     for i in range(R.shape[1]):
         R[p, i] *= inv
@@ -110,8 +115,9 @@ def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
         for d in range(X.shape[1]):
             diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
             r2 += diff * diff
-        e = math.exp(logw[k] - h * r2 - m)
-        if e != 0.0:
+        lk = logw[k] - h * r2 - m
+        if lk > UNDERFLOW:  # exp would give exactly 0: skip it
+            e = math.exp(lk)
             s1 += e
             s2 += e * e
             for d in range(X.shape[1]):

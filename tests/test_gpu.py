@@ -124,7 +124,7 @@ PTX_SCRIPT = textwrap.dedent("""
             seen.setdefault((name, dtype), set()).add(tuple(numba.typeof(a) for a in args))
             return getattr(cpu, name)(*args)
         return launch
-    rec = types.SimpleNamespace(threads=gpu.threads, **{name: recorder(name) for name in gpu.KERNELS})
+    rec = types.SimpleNamespace(cores_to=gpu.cores_to, **{name: recorder(name) for name in gpu.KERNELS})
     backends.kernels = lambda name: (rec, np)
 
     rng = np.random.default_rng(0)
