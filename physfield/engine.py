@@ -100,11 +100,12 @@ def offsets(k, xp, X, Xc, plate, W, near):
         out = xp.zeros_like(X)
         k.weighted_offset(X, plate.pts, W, out)
         return out
-    w_near = xp.where(near, W, 0.0).astype(W.dtype)
-    w_far = W - w_near
-    out = w_far.sum(axis=1)[:, None] * Xc - w_far @ plate.centred
-    if near.any():
-        k.weighted_offset(X, plate.pts, w_near, out)
+    has_near = bool(near.any())
+    w_far = xp.where(near, 0.0, W).astype(W.dtype) if has_near else W
+    out = Xc * w_far.sum(axis=1)[:, None]
+    out -= w_far @ plate.centred
+    if has_near:
+        k.weighted_offset(X, plate.pts, xp.where(near, W, 0.0).astype(W.dtype), out)
     return out
 
 
@@ -113,7 +114,8 @@ def pair_sq_dists(k, xp, src, snk, I, J):
     A, B = src.pts, snk.pts
     if 4 * len(I) >= A.shape[0] * B.shape[0]:
         return sq_dists(k, xp, A, src.centred, snk)[0][I, J]
-    diff = A[I] - B[J]
+    same = len(I) == A.shape[0] == B.shape[0] and bool((I == J).all()) and bool((I == xp.arange(len(I))).all())
+    diff = A - B if same else A[I] - B[J]  # paired: no gathers
     return xp.einsum("kd,kd->k", diff, diff)
 
 
