@@ -276,13 +276,17 @@ class StageTimer:
                 setattr(owner, name, fn)
 
 
-#: functions on physfield's call path whose exclusive time is reported (missing ones are skipped)
+def own_functions(module):
+    """``(module, name)`` of the functions (and Numba dispatchers) a module defines."""
+    return [(module, name) for name, obj in vars(module).items()
+            if callable(obj) and not isinstance(obj, type) and not name.startswith("__")
+            and getattr(getattr(obj, "py_func", obj), "__module__", None) == module.__name__]
+
+
+#: physfield's call path whose exclusive time is reported: the public call, its helpers, and
+#: every function of the engine and of the CPU kernels (so the list follows the code)
 PROFILE_TARGETS = [(pf.StrongField, "direction"), (strong, "profile"), (validate, "charges"),
-                   (validate, "points"), (plans, "support"), (engine, "strong_terms"),
-                   (engine, "stack_charges"), (getattr(engine, "Charges", None), "centred"),
-                   (engine, "split"), (engine, "pair_sq_dists"), (engine, "sq_dists"),
-                   (engine, "offsets"), (cpu, "sq_dist"), (cpu, "pair_softmax"),
-                   (cpu, "weighted_offset")]
+                   (validate, "points"), (plans, "support")] + own_functions(engine) + own_functions(cpu)
 
 
 def stage_profile(call, repeats):

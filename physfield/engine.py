@@ -144,16 +144,21 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
         return _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b)
 
 
+def _by_chunk(k, xp, X, src, snk, centre):
+    """Per chunk of points: its slice, the points as given and centred, and the squared
+    distances (with ``near`` masks) to the sources and to the sinks."""
+    for s in chunks(len(X), src.pts.shape[0] + snk.pts.shape[0]):
+        Xs = X[s]
+        Xc = None if centre is None else Xs - centre
+        yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, src), *sq_dists(k, xp, Xs, Xc, snk))
+
+
 def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b):
     N, M = A.shape[0], B.shape[0]
     src, snk, centre = plates(xp, A, B, gemm)
     gamma = pair_sq_dists(k, xp, src, snk, I, J)
     refine = REFINE[np.dtype(X.dtype).char]
-    for s in chunks(len(X), N + M):
-        Xs = X[s]
-        Xc = None if centre is None else Xs - centre
-        alpha, near_a = sq_dists(k, xp, Xs, Xc, src)
-        beta, near_b = sq_dists(k, xp, Xs, Xc, snk)
+    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre):
         R = xp.empty((len(Xs), N), dtype=X.dtype)
         C = xp.empty((len(Xs), M), dtype=X.dtype)
         k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse[s], ess[s])
@@ -182,11 +187,7 @@ def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
     r2min = xp.empty(len(X))
     vz = xp.empty(len(X))
     vx = xp.empty_like(X)
-    for s in chunks(len(X), N + M):
-        Xs = X[s]
-        Xc = None if centre is None else Xs - centre
-        alpha, near_a = sq_dists(k, xp, Xs, Xc, src)
-        beta, near_b = sq_dists(k, xp, Xs, Xc, snk)
+    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre):
         Wa = xp.empty((len(Xs), N), dtype=X.dtype)
         Wb = xp.empty((len(Xs), M), dtype=X.dtype)
         k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])
