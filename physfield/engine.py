@@ -28,6 +28,8 @@ import numpy as np
 
 GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
+#: data whose mean is within this fraction of their spread (squared) are not shifted for GEMM
+CENTRED = 0.01
 #: from this many point-pair terms on, the GEMM path gives the CPU's cores to the pair kernels
 SERIAL_WORK = 2**22
 #: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
@@ -58,10 +60,16 @@ class Plate(NamedTuple):
 
 
 def plates(xp, A, B, gemm):
-    """``(sources, sinks, centre)`` as :class:`Plate` s; ``centre`` is ``None`` for ``direct``."""
+    """``(sources, sinks, centre)`` as :class:`Plate` s; ``centre`` is ``None`` when the data are
+    not shifted (``direct``, or already centred to within ``CENTRED`` of their spread)."""
     if not gemm:
         return Plate(A), Plate(B), None
+    a2, b2 = xp.einsum("kd,kd->k", A, A), xp.einsum("kd,kd->k", B, B)
     centre = (A.sum(axis=0) + B.sum(axis=0)) / (A.shape[0] + B.shape[0])
+    c2 = float((centre * centre).sum())
+    spread = float((a2.sum() + b2.sum()) / (A.shape[0] + B.shape[0])) - c2
+    if c2 <= CENTRED * spread:  # already centred enough: no copies
+        return Plate(A, A, a2), Plate(B, B, b2), None
     Ac, Bc = A - centre, B - centre
     return Plate(A, Ac, xp.einsum("kd,kd->k", Ac, Ac)), Plate(B, Bc, xp.einsum("kd,kd->k", Bc, Bc)), centre
 
@@ -144,12 +152,12 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
         return _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b)
 
 
-def _by_chunk(k, xp, X, src, snk, centre):
+def _by_chunk(k, xp, X, src, snk, centre, gemm):
     """Per chunk of points: its slice, the points as given and centred, and the squared
     distances (with ``near`` masks) to the sources and to the sinks."""
     for s in chunks(len(X), src.pts.shape[0] + snk.pts.shape[0]):
         Xs = X[s]
-        Xc = None if centre is None else Xs - centre
+        Xc = None if not gemm else Xs if centre is None else Xs - centre
         yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, src), *sq_dists(k, xp, Xs, Xc, snk))
 
 
@@ -158,7 +166,7 @@ def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a,
     src, snk, centre = plates(xp, A, B, gemm)
     gamma = pair_sq_dists(k, xp, src, snk, I, J)
     refine = REFINE[np.dtype(X.dtype).char]
-    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre):
+    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
         R = xp.empty((len(Xs), N), dtype=X.dtype)
         C = xp.empty((len(Xs), M), dtype=X.dtype)
         k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse[s], ess[s])
@@ -187,7 +195,7 @@ def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
     r2min = xp.empty(len(X))
     vz = xp.empty(len(X))
     vx = xp.empty_like(X)
-    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre):
+    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
         Wa = xp.empty((len(Xs), N), dtype=X.dtype)
         Wb = xp.empty((len(Xs), M), dtype=X.dtype)
         k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])

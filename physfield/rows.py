@@ -92,37 +92,43 @@ def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
 
         off_a[p] = sum_k w_k (x_p - a_ik),   off_b[p] = sum_k w_k (x_p - b_jk)
 
-    accumulated pair by pair: ``O(K D)`` per point and no ``N``- or ``M``-wide scratch, which
-    is what a plan with ``K ~ N`` pairs (paired, optimal) wants when ``D`` is small.
+    accumulated pair by pair in one pass (an online softmax: whenever a larger ``l_k`` turns
+    up, what is accumulated so far is rescaled by ``exp(m_old - m_new)``): ``O(K D)`` per point
+    and no ``N``- or ``M``-wide scratch, which is what a plan with ``K ~ N`` pairs (paired,
+    optimal) wants when ``D`` is small.
     """
     tp = t[p]
     h = inv2s2[p]
     m = -math.inf
-    for k in range(I.shape[0]):
-        r2 = 0.0
-        for d in range(X.shape[1]):
-            diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
-            r2 += diff * diff
-        lk = logw[k] - h * r2
-        m = lk if lk > m else m
+    s1 = 0.0
+    s2 = 0.0
     for d in range(X.shape[1]):
         off_a[p, d] = 0.0
         off_b[p, d] = 0.0
-    s1 = 0.0
-    s2 = 0.0
     for k in range(I.shape[0]):
+        i = I[k]
+        j = J[k]
         r2 = 0.0
         for d in range(X.shape[1]):
-            diff = X[p, d] - (1.0 - tp) * A[I[k], d] - tp * B[J[k], d]
+            diff = X[p, d] - (1.0 - tp) * A[i, d] - tp * B[j, d]
             r2 += diff * diff
-        lk = logw[k] - h * r2 - m
-        if lk > UNDERFLOW:  # exp would give exactly 0: skip it
-            e = math.exp(lk)
+        lk = logw[k] - h * r2
+        if lk > m:
+            if s1 > 0.0:
+                c = math.exp(m - lk)
+                s1 *= c
+                s2 *= c * c
+                for d in range(X.shape[1]):
+                    off_a[p, d] *= c
+                    off_b[p, d] *= c
+            m = lk
+        if lk - m > UNDERFLOW:  # exp would give exactly 0: skip it
+            e = math.exp(lk - m)
             s1 += e
             s2 += e * e
             for d in range(X.shape[1]):
-                off_a[p, d] += e * (X[p, d] - A[I[k], d])
-                off_b[p, d] += e * (X[p, d] - B[J[k], d])
+                off_a[p, d] += e * (X[p, d] - A[i, d])
+                off_b[p, d] += e * (X[p, d] - B[j, d])
     for d in range(X.shape[1]):
         off_a[p, d] /= s1
         off_b[p, d] /= s1

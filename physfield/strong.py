@@ -122,11 +122,15 @@ class StrongField:
                 lse, ess_in, off_a, off_b = engine.strong_terms(
                     k, xp, X, t, 0.5 / sigma**2, A, B, I_, J_, logw_, gemm)
                 log_ez = lse + log_gauss
-                slope = (1 / self.L + s * (1 - t))[:, None] * off_a + (s * t - 1 / self.L)[:, None] * off_b
+                slope = off_a
+                slope *= (1 / self.L + s * (1 - t))[:, None]
+                off_b *= (s * t - 1 / self.L)[:, None]
+                slope += off_b
             sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
             u0 = 1 / xp.sqrt(1 + sq)
+            slope *= u0[:, None].astype(dtype)
             u[inside, 0] = u0
-            u[inside, 1:] = slope * u0[:, None].astype(dtype)
+            u[inside, 1:] = slope
             log_norm[inside] = log_ez + 0.5 * xp.log1p(sq)
             ess[inside] = ess_in
         if backend == "cupy" and not on_device:
