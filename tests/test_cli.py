@@ -23,6 +23,7 @@ from scipy.stats import multivariate_normal
 import cli
 import physfield
 from physfield import checks, data
+from physfield import report as property_report
 
 STRONG = {"flux", "min_ez", "ez_negative", "max_outside", "divergence"}
 COULOMB = {"gauss", "divergence", "backward_flux", "leakage", "min_ez", "ez_negative", "max_outside"}
@@ -189,9 +190,9 @@ def test_check_strong_default_passes_everything():
     assert out["field"] == {"kind": "strong", "L": 6.0, "sigma0": 1.0, "d": 0.5}
     assert out["config"] | {"backend": None} == {"source": "gaussian", "target": "8gaussians", "dim": 2, "n": 256,
                                                  "plan": "paired", "seed": 0, "backend": None}
-    assert rows["flux"]["value"] < 1e-10 and len(rows["flux"]["planes"]) == len(cli.PLANES)
+    assert rows["flux"]["value"] < 1e-10 and len(rows["flux"]["planes"]) == len(property_report.PLANES)
     assert rows["min_ez"]["value"] > 0 and rows["ez_negative"]["value"] == 0
-    assert rows["max_outside"]["value"] == 0 and rows["divergence"]["value"] < cli.DIV_TOL
+    assert rows["max_outside"]["value"] == 0 and rows["divergence"]["value"] < property_report.DIV_TOL
 
 
 def test_check_coulomb_gauss_holds_and_reversal_is_measured():
@@ -273,7 +274,7 @@ def broken(base, change):
 ])
 def test_broken_field_fails_exactly_its_property(base, change, failing):
     A, B = data.sample("gaussian", 24, seed=1), data.sample("8gaussians", 24, seed=2)
-    rows, _ = cli.measure(broken(base, change)(L=6.0), A, B, "paired", "auto", 0)
+    rows, _ = property_report.measure(broken(base, change)(L=6.0), A, B, "paired", "auto", 0)
     assert {r["name"] for r in rows if r["status"] == "fail"} >= failing
     if change is not reversing:  # the others break exactly one thing
         assert {r["name"] for r in rows if r["status"] == "fail"} == failing
