@@ -51,7 +51,7 @@ def _nearest_charge(P, A, B, log_qa, log_qb, L):
     charges = np.concatenate([np.column_stack([np.zeros(len(A)), A]), np.column_stack([np.full(len(B), L), B])])
     log_q = np.concatenate([log_qa, log_qb])
     sign = np.concatenate([np.ones(len(A)), -np.ones(len(B))])
-    log_scale, V = np.empty(len(P)), np.empty(P.shape)
+    log_scale, V, ess = np.empty(len(P)), np.empty(P.shape), np.empty(len(P))
     for n, p in enumerate(P.astype(np.float64)):
         r = p[None, :] - charges
         log_r = reference.log_norms(r)
@@ -61,7 +61,9 @@ def _nearest_charge(P, A, B, log_qa, log_qb, L):
         unit = r[k] / np.abs(r[k]).max()
         log_scale[n] = np.log(abs(q)) - dim * log_r[k]
         V[n] = np.sign(q) * unit / np.sqrt((unit**2).sum())
-    return log_scale, V
+        shares = np.exp(log_q[nearest])
+        ess[n] = shares.sum() ** 2 / (shares**2).sum()
+    return log_scale, V, ess
 
 
 class CoulombField:
@@ -78,11 +80,14 @@ class CoulombField:
     def __repr__(self):
         return f"CoulombField(L={self.L})"
 
-    def direction(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
+    def direction(self, points, sources, sinks, plan="paired", backend="auto", method="auto",
+                  return_ess=False):
         """Unit field direction and ``log|E|`` at ``points`` (``(n, D+1)``, column 0 = z).
 
         Defined everywhere but on the charges: a point exactly on a charge is a ``ValueError``.
         Where the field vanishes exactly (a null point) ``u = 0`` and ``log_norm = -inf``.
+        With ``return_ess`` also the effective number of charges ``(sum_c m_c)^2 / sum_c m_c^2``,
+        ``m_c = |q_c G(p - c)|`` each charge's magnitude there (between 1 and ``N + M``).
         """
         sources, sinks = validate.charges(sources, sinks)
         dim = sources.shape[1]
@@ -104,19 +109,20 @@ class CoulombField:
         A = xp.ascontiguousarray(xp.asarray(sources, dtype=dtype))
         B = xp.ascontiguousarray(xp.asarray(sinks, dtype=dtype))
         if backend == "numpy":
-            log_scale, V = reference.coulomb(P, A, B, log_qa, log_qb, self.L, log_sphere_area(dim))
+            log_scale, V, ess = reference.coulomb(P, A, B, log_qa, log_qb, self.L, log_sphere_area(dim))
         else:
             k, _ = backends.kernels(backend)
             z = P[:, 0].astype(np.float64)
-            shift, vz, vx, r2min = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, self.L, A, B,
+            shift, vz, vx, r2min, ess = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, self.L, A, B,
                                                  xp.asarray(log_qa), xp.asarray(log_qb), gemm)
             V = xp.concatenate([vz[:, None].astype(dtype), vx], axis=1)
             log_scale = shift - log_sphere_area(dim)
             close = backends.to_host(xp.nonzero(r2min < R2_CLOSE)[0])
             if len(close):  # squared distances near underflow: the nearest charge alone, exactly
-                lc, vc = _nearest_charge(host[0][close], host[1], host[2], log_qa, log_qb, self.L)
+                lc, vc, ec = _nearest_charge(host[0][close], host[1], host[2], log_qa, log_qb, self.L)
                 log_scale[close] = xp.asarray(lc - log_sphere_area(dim))
                 V[close] = xp.asarray(vc.astype(dtype))
+                ess[close] = xp.asarray(ec)
         V = V.astype(np.float64)
         big = xp.abs(V).max(axis=1)  # |V| = big * |V / big|: no underflow when V is tiny
         nonzero = big > 0
@@ -126,8 +132,8 @@ class CoulombField:
         with np.errstate(divide="ignore"):
             log_norm = log_scale + xp.log(big) + xp.log(norm)
         if backend == "cupy" and not on_device:
-            u, log_norm = u.get(), log_norm.get()
-        return u, log_norm
+            u, log_norm, ess = u.get(), log_norm.get(), ess.get()
+        return (u, log_norm, ess) if return_ess else (u, log_norm)
 
     def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
         """The field ``E`` itself, ``(n, D+1)`` float64 (may underflow or overflow at large D)."""

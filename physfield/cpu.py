@@ -55,9 +55,9 @@ def weighted_offset(X, A, W, out):
 
 
 @njit(parallel=True, cache=True)
-def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min):
+def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
     for p in prange(z.shape[0]):
-        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min)
+        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess)
 
 
 @functools.lru_cache(maxsize=1)

@@ -177,7 +177,7 @@ def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a,
 
 def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
     """Per point: ``shift``, ``V = (V_z, V_x)`` with ``E = exp(shift) / |S^D| * V``, and the
-    smallest squared distance to a charge ``r2min``,
+    smallest squared distance to a charge ``r2min`` and the effective number of charges ``ess``,
 
         V = sum_i Wa_i (z, x - a_i) + sum_j Wb_j (z - L, x - b_j)
 
@@ -193,12 +193,13 @@ def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
     half_d1 = (X.shape[1] + 1) / 2.0
     shift = xp.empty(len(X))
     r2min = xp.empty(len(X))
+    ess = xp.empty(len(X))
     vz = xp.empty(len(X))
     vx = xp.empty_like(X)
     for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
         Wa = xp.empty((len(Xs), N), dtype=X.dtype)
         Wb = xp.empty((len(Xs), M), dtype=X.dtype)
-        k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s])
+        k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s], ess[s])
         vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
         vx[s] = offsets(k, xp, Xs, Xc, src, Wa, near_a) + offsets(k, xp, Xs, Xc, snk, Wb, near_b)
-    return shift, vz, vx, r2min
+    return shift, vz, vx, r2min, ess

@@ -51,10 +51,10 @@ def _weighted_offset(X, A, W, out):
 
 
 @cuda.jit
-def _charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min):
+def _charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
     p = cuda.grid(1)
     if p < z.shape[0]:
-        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min)
+        _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess)
 
 
 KERNELS = {"sq_dist": _sq_dist, "pair_softmax": _pair_softmax, "pair_direct": _pair_direct,
@@ -86,5 +86,5 @@ def weighted_offset(X, A, W, out):
     _weighted_offset[_grid(X.shape[0])](X, A, W, out)
 
 
-def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min):
-    _charge_weights[_grid(z.shape[0])](z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min)
+def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
+    _charge_weights[_grid(z.shape[0])](z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess)

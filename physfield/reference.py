@@ -70,7 +70,8 @@ def coulomb(P, A, B, log_qa, log_qb, L, log_area):
 
     Each term is ``sign * exp(log q - (D+1) log|r| - log|S^D|) * r``; with one common shift
     ``m = max(log q - (D+1) log|r|)`` for both signs, ``E = exp(m - log|S^D|) * V``.
-    Returns ``(m - log|S^D|, V)``.
+    Returns ``(m - log|S^D|, V, ess)`` with ``ess = (sum m_c)^2 / sum m_c^2`` over the charges'
+    magnitudes ``m_c = q_c / (|S^D| |r_c|^D)``.
     """
     D = A.shape[1]
     charges = np.concatenate([np.column_stack([np.zeros(len(A)), A]),
@@ -78,6 +79,7 @@ def coulomb(P, A, B, log_qa, log_qb, L, log_area):
     log_q = np.concatenate([log_qa, log_qb])
     sign = np.concatenate([np.ones(len(A)), -np.ones(len(B))])
     shift = np.empty(len(P))
+    ess = np.empty(len(P))
     V = np.empty(P.shape, dtype=P.dtype)
     for sl in _point_chunks(len(P), len(charges) * (D + 1)):
         r = P[sl, None, :] - charges[None]
@@ -85,4 +87,6 @@ def coulomb(P, A, B, log_qa, log_qb, L, log_area):
         logits = log_q - (D + 1) * log_r
         shift[sl] = logits.max(axis=1)
         V[sl] = np.einsum("pk,pkd->pd", sign * np.exp(logits - shift[sl, None]), r)
-    return shift - log_area, V
+        magnitude = np.exp(logits + log_r - (logits + log_r).max(axis=1, keepdims=True))
+        ess[sl] = magnitude.sum(axis=1) ** 2 / (magnitude**2).sum(axis=1)
+    return shift - log_area, V, ess

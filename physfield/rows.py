@@ -145,14 +145,16 @@ def weighted_offset_row(p, X, A, W, out):
                 out[p, k] += w * (X[p, k] - A[i, k])
 
 
-def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min):
+def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
     """Signed, shifted Coulomb weights of the charges at ``(0, a_i)`` and ``(L, b_j)``.
 
         |r|^2 = z^2 + alpha_pi   (source i),     (z - L)^2 + beta_pj   (sink j)
         l     = log q - (D + 1)/2 log |r|^2        (|G(r)| |S^D| = |r|^-D, G along r / |r|)
         Wa[p, i] = exp(l_i - shift_p),   Wb[p, j] = -exp(l_j - shift_p),   shift_p = max l
 
-    so that ``E(p) = exp(shift_p) / |S^D| * (sum_i Wa_i r_i + sum_j Wb_j r_j)``. ``r2min[p]`` is
+    so that ``E(p) = exp(shift_p) / |S^D| * (sum_i Wa_i r_i + sum_j Wb_j r_j)``; ``ess[p] =
+    (sum_c |W_c| r_c)^2 / sum_c (|W_c| r_c)^2`` is the effective number of charges, ``|W_c| r_c``
+    being charge ``c``'s share of the magnitudes ``|q_c G(r_c)|``. ``r2min[p]`` is
     the smallest ``|r|^2``: where it nears underflow the caller evaluates the nearest charge in
     closed form (``|r|^2`` is floored at the smallest normal number here to stay finite).
     """
@@ -172,11 +174,22 @@ def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, sh
         rmin = r2 if r2 < rmin else rmin
         lk = log_qb[j] - half_d1 * math.log(r2)
         m = lk if lk > m else m
+    s1 = 0.0
+    s2 = 0.0
     for i in range(Wa.shape[1]):
         r2 = zp * zp + alpha[p, i]
-        Wa[p, i] = math.exp(log_qa[i] - half_d1 * math.log(r2 if r2 > tiny else tiny) - m)
+        r2 = r2 if r2 > tiny else tiny
+        Wa[p, i] = math.exp(log_qa[i] - half_d1 * math.log(r2) - m)
+        c = Wa[p, i] * math.sqrt(r2)
+        s1 += c
+        s2 += c * c
     for j in range(Wb.shape[1]):
         r2 = (zp - L) * (zp - L) + beta[p, j]
-        Wb[p, j] = -math.exp(log_qb[j] - half_d1 * math.log(r2 if r2 > tiny else tiny) - m)
+        r2 = r2 if r2 > tiny else tiny
+        Wb[p, j] = -math.exp(log_qb[j] - half_d1 * math.log(r2) - m)
+        c = -Wb[p, j] * math.sqrt(r2)
+        s1 += c
+        s2 += c * c
     shift[p] = m
     r2min[p] = rmin
+    ess[p] = s1 * s1 / s2

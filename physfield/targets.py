@@ -32,12 +32,8 @@ One minibatch:
 
    - strong: ``ESS = 1 / sum_k w_k^2`` of the pair weights ``w = softmax(log pi_k - |rho_k|^2 /
      2 sigma^2)`` (from ``direction(return_ess=True)``), between 1 and the number of pairs;
-   - Coulomb: the same statistic of the charges' contributions to ``|E|``: with
-     ``|q_c G(p - c)| = q_c / (|S^D| r_c^D)`` for each of the ``2B`` charges ``c``,
-     ``w = softmax(log q_c - D log r_c)`` and ``ESS = 1 / sum_c w_c^2`` (between 1 and ``2B``),
-     computed here in log space. ``r_c^2 = |x - x_c|^2 + (z - z_c)^2`` uses the GEMM expansion
-     ``|x|^2 - 2 x.x_c + |x_c|^2`` clamped at 0 (absolute error ~1e-16 (|x|^2 + |x_c|^2), far
-     below ``eps^2 <= r_c^2``).
+   - Coulomb: the same statistic of the charges' magnitudes ``|q_c G(p - c)| = q_c / (|S^D|
+     r_c^D)`` over the ``2B`` charges (``direction(return_ess=True)``), between 1 and ``2B``.
 
 ``n`` need not be a multiple of ``B``: the last batch is computed in full (its targets still
 come from all ``B`` pairs) and only its first ``n mod B`` points are stored; a later ``resume``
@@ -278,11 +274,7 @@ def _batch(run, k, timings):
     t3 = time.perf_counter()
 
     P = points.astype(np.float64)
-    if run.field.kind == "strong":
-        u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
-    else:
-        u, log_norm = run.field.direction(P, A, Q, plan=pi, backend=run.backend)
-        ess = coulomb_ess(P, A, Q, pi, L)
+    u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
     if not np.all(np.isfinite(log_norm)):
         bad = int(np.flatnonzero(~np.isfinite(log_norm))[0])
         raise ValueError(f"batch {k}: the field vanishes or is not finite at point {bad} ({points[bad, :3]}...)")
@@ -299,24 +291,6 @@ def _draw_partners(pi, rng):
     j = (cdf <= (rng.random(len(pi)) * cdf[:, -1])[:, None]).sum(axis=1)
     last = pi.shape[1] - 1 - np.argmax(pi[:, ::-1] > 0, axis=1)  # u rounding up to the row sum
     return np.minimum(j, last)
-
-
-def coulomb_ess(points, sources, sinks, pi, L):
-    """Effective number of charges ``1 / sum_c w_c^2``, ``w = softmax(log q_c - D log r_c)``
-    over the ``N + M`` charges (``q`` the plan's marginals): see the module docstring."""
-    D = sources.shape[1]
-    alpha, beta = np.asarray(pi.sum(axis=1)).ravel(), np.asarray(pi.sum(axis=0)).ravel()
-    z, x = points[:, 0], points[:, 1:]
-    x2 = (x**2).sum(axis=1)[:, None]
-    logits = []
-    for charges, q, plate in ((sources, alpha, 0.0), (sinks, beta, L)):
-        d2 = np.maximum(x2 - 2 * x @ charges.T + (charges**2).sum(axis=1), 0.0) + ((z - plate) ** 2)[:, None]
-        with np.errstate(divide="ignore"):
-            logits.append(np.log(q) - D / 2 * np.log(d2))
-    logits = np.concatenate(logits, axis=1)
-    w = np.exp(logits - logits.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    return 1.0 / (w**2).sum(axis=1)
 
 
 def _write(run, path, n0, n, progress):

@@ -341,3 +341,24 @@ def test_gemm_near_a_charge(offset, D):
     u, ln = coul.direction(P, A, B, backend="numba", method="auto")
     assert np.abs(u - u_ref).max() <= 1e-10
     assert np.allclose(ln, ln_ref, rtol=1e-10, atol=0)
+
+
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 20), st.integers(0, 2**16))
+def test_effective_number_of_charges(N, M, D, seed):
+    """``ess = (sum m_c)^2 / sum m_c^2`` of the charges' magnitudes ``m_c = q_c / (|S^D| r_c^D)``:
+    the same on every backend and method, within ``[1, N + M]``, and from the formula itself."""
+    rng = np.random.default_rng(seed)
+    A, B = rng.normal(size=(N, D)), rng.normal(size=(M, D)) + 1
+    P = np.column_stack([rng.uniform(-1, 7, 6), rng.normal(size=(6, D))])
+    plan = rng.uniform(0.1, 1, (N, M))
+    plan /= plan.sum()
+    field = pf.CoulombField(L=6.0)
+    charges = np.concatenate([np.column_stack([np.zeros(N), A]), np.column_stack([np.full(M, 6.0), B])])
+    log_q = np.log(np.concatenate([plan.sum(1), plan.sum(0)]))
+    r = np.sqrt(((P[:, None, :] - charges[None]) ** 2).sum(-1))
+    m = np.exp(log_q - D * np.log(r) - (log_q - D * np.log(r)).max(axis=1, keepdims=True))
+    expected = m.sum(1) ** 2 / (m**2).sum(1)
+    for backend, method in (("numpy", "auto"), ("numba", "direct"), ("numba", "gemm")):
+        _, _, ess = field.direction(P, A, B, plan=plan, backend=backend, method=method, return_ess=True)
+        np.testing.assert_allclose(ess, expected, rtol=1e-9)
+        assert np.all((ess >= 1 - 1e-12) & (ess <= N + M + 1e-9))

@@ -90,9 +90,10 @@ def test_each_launcher_matches_cpu(case):
         k.weighted_offset(X, A, W, off)
         R, C, lse, ess = np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n), np.empty(n)
         k.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, 0.5, R, C, lse, ess)
-        Wa, Wb, shift, r2min = np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n), np.empty(n)
-        k.charge_weights(t * 2.0, 2.0, (D + 1) / 2, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min)
-        return d2, off, R, C, lse, ess, Wa, Wb, shift, r2min
+        Wa, Wb, shift, r2min, cess = (np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n),
+                                      np.empty(n), np.empty(n))
+        k.charge_weights(t * 2.0, 2.0, (D + 1) / 2, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, cess)
+        return d2, off, R, C, lse, ess, Wa, Wb, shift, r2min, cess
 
     assert_same(run(gpu), run(cpu), dtype)
 
