@@ -19,8 +19,8 @@ list of its ``K`` non-zero entries ``(i_k, j_k, log pi_k)``.
 from __future__ import annotations
 
 import numpy as np
-import ot
 import scipy.sparse as sp
+from scipy.spatial.distance import cdist
 
 NAMES = ("paired", "independent", "optimal", "sinkhorn")
 SUM_TOL = 1e-6
@@ -42,7 +42,7 @@ def independent(sources, sinks):
 
 def _cost(sources, sinks):
     """Squared Euclidean cost ``C_ij = |a_i - b_j|^2`` in float64."""
-    return ot.dist(np.asarray(sources, np.float64), np.asarray(sinks, np.float64), metric="sqeuclidean")
+    return cdist(np.asarray(sources, np.float64), np.asarray(sinks, np.float64), metric="sqeuclidean")
 
 
 def optimal(sources, sinks):
@@ -50,6 +50,8 @@ def optimal(sources, sinks):
 
     POT's network simplex (``ot.emd``); at most ``N + M - 1`` non-zero entries.
     """
+    import ot  # POT imports torch when it is installed: only when an OT plan is asked for
+
     n, m = len(sources), len(sinks)
     pi = ot.emd(np.full(n, 1.0 / n), np.full(m, 1.0 / m), _cost(sources, sinks), numItermax=10**7)
     return pi / pi.sum()
@@ -65,6 +67,8 @@ def sinkhorn(sources, sinks, reg=0.05):
     """
     if not reg > 0:
         raise ValueError(f"sinkhorn needs reg > 0, got {reg}")
+    import ot  # see optimal()
+
     n, m = len(sources), len(sinks)
     r, c = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
     cost = _cost(sources, sinks)

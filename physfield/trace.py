@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field as dataclass_field
 
 import numpy as np
-import ot
+from scipy.spatial.distance import cdist
 from tqdm.auto import tqdm
 
 from . import plans, strong, validate
@@ -60,8 +60,10 @@ class TraceResult:
 
 def w2(x, y):
     """``W2`` between two empirical measures with uniform weights (POT ``emd2``, exact)."""
+    import ot  # POT imports torch when it is installed: only when a W2 is asked for
+
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    cost = ot.dist(x, y, metric="sqeuclidean")
+    cost = cdist(x, y, metric="sqeuclidean")
     return float(np.sqrt(max(ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost,
                                      numItermax=10**7), 0.0)))
 
