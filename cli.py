@@ -229,4 +229,104 @@ def targets(kind, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, s
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def learn():
-    """The learner (torch); its commands come with the learner."""
+    """The learner (torch): train on a targets cache, sample along the learned lines, evaluate."""
+
+
+def _learn_errors(fn):
+    """Bad input of a ``learn`` command -> one-line ``Error:`` and exit status 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.UsageError(" ".join(str(exc).split())) from None
+
+    return wrapper
+
+
+@learn.command("train")
+@click.option("--targets", "targets_path", required=True, help="targets cache (HDF5) from `physfield targets`.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="run folder (checkpoint, run.json, loss.csv).")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate after warm-up.")
+@click.option("--ema", type=float, default=0.999, show_default=True, help="EMA decay of the weights.")
+@click.option("--clip", type=float, default=1.0, show_default=True, help="gradient-norm clip (0: none).")
+@click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True, help="linear warm-up steps.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--target", type=click.Choice(["direction", "velocity"]), default="direction", show_default=True,
+              help="regress the unit direction u, or the slope dx/dz = u_x/u_z.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True,
+              help="MLP width; UNet channels (try 32).")
+@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="MLP hidden layers.")
+@click.option("--emb", type=click.IntRange(min=2), default=32, show_default=True, help="z embedding size (even).")
+@click.option("--net", type=click.Choice(["auto", "mlp", "unet"]), default="auto", show_default=True,
+              help="auto: a UNet for image caches (data_shape), else the MLP.")
+@click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint.")
+@_learn_errors
+def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target, checkpoint_every,
+                hidden, depth, emb, net, resume):
+    """Train f(z, x) on cached field targets (Adam, EMA, clipping, warm-up, checkpoints)."""
+    from learn.train import TrainConfig, train
+
+    cfg = TrainConfig(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target,
+                      checkpoint_every, hidden, depth, emb, net)
+    click.echo(str(train(cfg, resume=resume, progress=True)))
+
+
+@learn.command("sample")
+@click.option("--checkpoint", required=True, help="run folder or checkpoint.pt.")
+@click.option("--n", type=click.IntRange(min=1), required=True, help="samples to draw.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="samples (n, D) as .npy.")
+@click.option("--source", default=None, help="P spec [default: the run's source].")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default="euler", show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--trajectories", type=click.Path(dir_okay=False), default=None,
+              help="also save the lines (steps+1, n, D+1) as .npy.")
+@_learn_errors
+def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories):
+    """Follow the learned lines dx/dz = f_x/f_z from P at z = eps to z = L."""
+    import torch
+
+    from learn.sample import load_model, sample
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda asked but torch sees no CUDA device")
+    model, run = load_model(checkpoint, weights, device)
+    result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device)
+    np.save(out, result.samples)
+    if trajectories is not None:
+        np.save(trajectories, result.trajectories)
+    click.echo(f"{result}; saved {out}")
+
+
+@learn.command("eval")
+@click.option("--samples", "samples_path", required=True, help="samples .npy from `learn sample`.")
+@click.option("--reference", required=True, help="data spec of Q (physfield.data).")
+@click.option("--n", type=click.IntRange(min=2), default=2000, show_default=True, help="reference draws.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="reference seed [default: a held-out stream].")
+@click.option("--bandwidth", type=float, multiple=True, help="MMD kernel bandwidth(s) [default: median heuristic].")
+@click.option("--png", type=click.Path(dir_okay=False), default=None, help="scatter of 2-D samples over the reference.")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
+@_learn_errors
+def learn_eval(samples_path, reference, n, seed, bandwidth, png, as_json):
+    """W2 (POT, exact) and MMD of samples against held-out reference samples."""
+    from learn import evaluate as ev
+
+    x = ev.load_samples(samples_path)
+    report, used, ref = ev.evaluate(x, reference, n, ev.EVAL_SEED if seed is None else seed, list(bandwidth) or None)
+    if png is not None:
+        ev.scatter_png(used, ref, png, f"{reference}: W2 {report['w2']:.3f}")
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        h = ", ".join(f"{v:.3g}" for v in report["bandwidths"])
+        click.echo(f"W2 {report['w2']:.4f}  MMD {report['mmd']:.4f} (bandwidth {h})  "
+                   f"n={report['n']} vs {report['n_reference']} of {reference}")

@@ -1,5 +1,12 @@
-"""learn: the torch learner and sampler of physfield's fields.
+"""learn: the torch learner and sampler of physfield's fields (SPEC section 6).
 
-It reads training targets through the HDF5 cache (``physfield.targets.open_cache``) and the
-public physfield API only; physfield itself never imports torch.
+    learn train  --targets cache.h5 --out RUN --steps 2000     # f(z, x) regresses the cached targets
+    learn sample --checkpoint RUN --n 2000 -o samples.npy      # follow dx/dz = f_x / f_z from P to Q
+    learn eval   --samples samples.npy --reference 8gaussians  # W2 (POT) and MMD, --png scatter
+
+Modules: ``data`` (shuffled, chunk-aware batches from the cache, pure in ``(seed, step)``),
+``models`` (MLP with a sinusoidal ``z`` embedding; a small UNet for image caches), ``train``
+(Adam, EMA, clipping, warm-up, checkpoints, exact ``--resume``), ``sample`` (Euler, Heun, RK4;
+``f_z <= 0`` counted), ``evaluate`` (W2, MMD, scatter). It reads training targets through
+``physfield.targets.open_cache`` and the public physfield API only; physfield never imports torch.
 """

@@ -1,0 +1,108 @@
+"""Training batches from a targets cache, shuffled, reproducible from ``(seed, step)``.
+
+The stream of rows is an endless sequence of epochs; epoch ``e`` visits every row once:
+
+1. the cache's row chunks (the HDF5 chunking, ``C`` rows each) are permuted by the generator
+   ``SeedSequence([seed, e])``;
+2. consecutive groups of ``K`` permuted chunks form *blocks* (``K`` chunks fit in
+   ``buffer_bytes``); block ``b`` is read chunk by chunk (contiguous reads, never the whole
+   file) and its rows are permuted by ``SeedSequence([seed, e, b])``;
+3. the epoch's order is the concatenation of the shuffled blocks.
+
+Batch ``k`` holds stream positions ``[k B, (k + 1) B)``, so it is a pure function of
+``(seed, k)``: ``--resume`` needs only the step to continue with the same data. A cache that fits
+in ``buffer_bytes`` is read once into memory and treated as a single chunk, which makes each
+epoch a uniform random permutation of all rows.
+
+Targets: ``direction`` regresses the cached unit direction ``u = E/|E|`` (``D + 1`` numbers);
+``velocity`` regresses the slope ``dx/dz = u_x / u_z`` (``D`` numbers), with ``u_z`` floored at
+``VELOCITY_UZ_MIN`` so float32 rounding of an almost horizontal ``u`` never divides by zero (the
+slope is then capped at ``|u_x| / VELOCITY_UZ_MIN``). ``velocity`` needs a field with ``u_z > 0``
+(the strong field); a Coulomb cache is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TARGETS = ("direction", "velocity")
+BUFFER_BYTES = 1 << 30
+VELOCITY_UZ_MIN = 1e-4
+
+
+def output_dim(D, target):
+    """Network output size for ``target``: ``D + 1`` (direction) or ``D`` (velocity)."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    return D + 1 if target == "direction" else D
+
+
+class Batches:
+    """Batch ``k`` of ``(points (B, D+1), targets (B, out))`` float32 arrays via :meth:`get`."""
+
+    def __init__(self, cache, batch, seed=0, target="direction", buffer_bytes=BUFFER_BYTES):
+        output_dim(cache.D, target)
+        if target == "velocity" and cache.field_params.get("kind") != "strong":
+            raise ValueError("--target velocity needs a strong-field cache (u_z > 0); use direction")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self.cache, self.batch, self.seed, self.target = cache, batch, int(seed), target
+        self.n = len(cache)
+        if self.n == 0:
+            raise ValueError(f"{cache.path} holds no points")
+        row_bytes = 4 * (cache.points.shape[1] + cache.targets.shape[1])
+        if self.n * row_bytes <= buffer_bytes:
+            self.chunk, self.per_block = self.n, 1
+            self._rows = (cache.points[()], cache.targets[()])
+        else:
+            self.chunk = (cache.points.chunks or (self.n,))[0]
+            self.per_block = max(1, buffer_bytes // (self.chunk * row_bytes))
+            self._rows = None
+        self.n_chunks = -(-self.n // self.chunk)
+        self._epoch = None  # (e, block chunk lists, block starts)
+        self._block = None  # ((e, b), points, targets)
+
+    def _read(self, lo, hi):
+        if self._rows is not None:
+            return self._rows[0][lo:hi], self._rows[1][lo:hi]
+        return self.cache.points[lo:hi], self.cache.targets[lo:hi]
+
+    def _layout(self, e):
+        """Chunks of each block of epoch ``e`` and the stream offset where each block starts."""
+        if self._epoch is None or self._epoch[0] != e:
+            order = np.random.default_rng(np.random.SeedSequence([self.seed, e])).permutation(self.n_chunks)
+            blocks = [np.sort(order[i:i + self.per_block]) for i in range(0, self.n_chunks, self.per_block)]
+            sizes = [sum(min(self.chunk, self.n - c * self.chunk) for c in blk) for blk in blocks]
+            self._epoch = (e, blocks, np.concatenate([[0], np.cumsum(sizes)]))
+        return self._epoch[1], self._epoch[2]
+
+    def _shuffled_block(self, e, b):
+        if self._block is None or self._block[0] != (e, b):
+            blocks, _ = self._layout(e)
+            parts = [self._read(c * self.chunk, min(self.n, (c + 1) * self.chunk)) for c in blocks[b]]
+            P = np.concatenate([p for p, _ in parts])
+            U = np.concatenate([u for _, u in parts])
+            perm = np.random.default_rng(np.random.SeedSequence([self.seed, e, b])).permutation(len(P))
+            self._block = ((e, b), P[perm], U[perm])
+        return self._block[1], self._block[2]
+
+    def rows(self, start, stop):
+        """Stream positions ``[start, stop)`` as ``(points, unit directions)``."""
+        pieces = []
+        while start < stop:
+            e, pos = divmod(start, self.n)
+            _, starts = self._layout(e)
+            b = int(np.searchsorted(starts, pos, side="right")) - 1
+            P, U = self._shuffled_block(e, b)
+            lo = pos - starts[b]
+            take = min(stop - start, len(P) - lo)
+            pieces.append((P[lo:lo + take], U[lo:lo + take]))
+            start += take
+        return np.concatenate([p for p, _ in pieces]), np.concatenate([u for _, u in pieces])
+
+    def get(self, k):
+        """Batch ``k``: points and the regression target (see the module docstring)."""
+        P, U = self.rows(k * self.batch, (k + 1) * self.batch)
+        if self.target == "velocity":
+            U = U[:, 1:] / np.maximum(U[:, :1], VELOCITY_UZ_MIN)
+        return P, U

@@ -1,0 +1,128 @@
+"""Networks ``f(z, x)`` for vector data.
+
+``MLP``: ``f(z, x) = W_out h_depth``, ``h_0 = [x, e(z)]``, ``h_i = SiLU(W_i h_{i-1} + b_i)``, with
+the sinusoidal embedding of ``t = z / L``::
+
+    e(z) = [sin(pi w_k t), cos(pi w_k t)]_{k < K},   w_k = W_MAX^(k / (K - 1))   (w_0 = 1)
+
+(``K = emb / 2`` frequencies, geometric from 1 to ``W_MAX``): smooth in ``z`` at low frequency,
+able to resolve the plates' boundary layers (``s(z) ~ 1/z``) at high frequency.
+
+``UNet`` (image data, ``shape = (C, H, W)``, ``H`` and ``W`` even): ``x`` reshaped to an image,
+``h = conv(x)``; a residual block at full resolution, 2x2 average pooling, a residual block at
+half resolution (``2 hidden`` channels), nearest upsampling, concatenation with the full-resolution
+features, a residual block and a 3x3 convolution back to ``C`` channels give ``f_x``; ``f_z`` (for
+the direction target) is a linear map of the spatial mean of the half-resolution features. Each
+residual block is ``h + conv(SiLU(conv(SiLU(h)) + W e(z)))``, the embedding added per channel.
+
+``build(spec)`` makes a network from its JSON-able spec ``{"kind": "mlp" | "unet", "D", "out",
+"L", "hidden", "depth", "emb"[, "shape"]}``, which is stored with a run so sampling can rebuild
+it (``depth`` is the MLP's; the UNet has the fixed two levels above, ``hidden`` channels).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+W_MAX = 100.0
+
+
+class SinusoidalEmbedding(nn.Module):
+    """``z -> e(z)`` of size ``emb`` (even), ``t = z / L`` (see the module docstring)."""
+
+    def __init__(self, emb, L):
+        super().__init__()
+        K = emb // 2
+        freqs = math.pi * torch.logspace(0, math.log10(W_MAX), K) if K > 1 else torch.tensor([math.pi])
+        self.register_buffer("freqs", freqs / L)
+
+    def forward(self, z):
+        angle = z[:, None] * self.freqs
+        return torch.cat([angle.sin(), angle.cos()], dim=1)
+
+
+class MLP(nn.Module):
+    """``f(points) -> (n, out)`` for points ``(n, D+1)``, column 0 = z."""
+
+    def __init__(self, D, out, L, hidden=256, depth=3, emb=32):
+        super().__init__()
+        self.embed = SinusoidalEmbedding(emb, L)
+        layers, width = [], D + emb
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers.append(nn.Linear(width, out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, points):
+        return self.net(torch.cat([points[:, 1:], self.embed(points[:, 0])], dim=1))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels, emb):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(emb, channels)
+
+    def forward(self, h, e):
+        a = self.conv1(nn.functional.silu(h)) + self.film(e)[:, :, None, None]
+        return h + self.conv2(nn.functional.silu(a))
+
+
+class UNet(nn.Module):
+    """``f(points) -> (n, out)`` for image rows of ``shape = (C, H, W)`` (module docstring)."""
+
+    def __init__(self, D, out, L, shape, hidden=32, emb=32):
+        super().__init__()
+        C, H, W = shape
+        self.shape, self.fz = tuple(shape), out == D + 1
+        c = hidden
+        self.embed = nn.Sequential(SinusoidalEmbedding(emb, L), nn.Linear(emb, emb), nn.SiLU())
+        self.inp = nn.Conv2d(C, c, 3, padding=1)
+        self.down = ResBlock(c, emb)
+        self.widen = nn.Conv2d(c, 2 * c, 1)
+        self.mid = ResBlock(2 * c, emb)
+        self.merge = nn.Conv2d(3 * c, c, 1)
+        self.up = ResBlock(c, emb)
+        self.outp = nn.Conv2d(c, C, 3, padding=1)
+        self.head = nn.Linear(2 * c, 1)
+
+    def forward(self, points):
+        e = self.embed(points[:, 0])
+        h = self.down(self.inp(points[:, 1:].reshape(-1, *self.shape)), e)
+        m = self.mid(self.widen(nn.functional.avg_pool2d(h, 2)), e)
+        u = self.merge(torch.cat([h, nn.functional.interpolate(m, scale_factor=2.0)], dim=1))
+        fx = self.outp(nn.functional.silu(self.up(u, e))).flatten(1)
+        return torch.cat([self.head(m.mean(dim=(2, 3))), fx], dim=1) if self.fz else fx
+
+
+def spec(D, out, L, hidden=256, depth=3, emb=32, shape=None):
+    """A validated JSON-able network spec: an MLP, or a UNet when an image ``shape`` is given."""
+    for name, value, low in (("hidden", hidden, 1), ("depth", depth, 1), ("emb", emb, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if emb % 2:
+        raise ValueError(f"emb must be even, got {emb}")
+    net = {"kind": "mlp", "D": int(D), "out": int(out), "L": float(L), "hidden": hidden, "depth": depth,
+           "emb": emb}
+    if shape is not None:
+        shape = [int(s) for s in shape]
+        if len(shape) != 3 or shape[0] * shape[1] * shape[2] != D or shape[1] % 2 or shape[2] % 2:
+            raise ValueError(f"the UNet needs an image shape (C, H, W) with C H W = D = {D} and H, W even, "
+                             f"got {shape}")
+        net.update(kind="unet", shape=shape)
+    return net
+
+
+def build(net_spec):
+    """The network of a spec made by :func:`spec`."""
+    kind = net_spec.get("kind")
+    if kind == "mlp":
+        return MLP(**{k: net_spec[k] for k in ("D", "out", "L", "hidden", "depth", "emb")})
+    if kind == "unet":
+        return UNet(**{k: net_spec[k] for k in ("D", "out", "L", "shape", "hidden", "emb")})
+    raise ValueError(f"unknown network kind {kind!r}")

@@ -1,0 +1,212 @@
+"""Regress the cached field targets with a network ``f(z, x)`` (SPEC section 6).
+
+Step ``k`` (``k = 0, 1, ...``) on batch ``k`` of :class:`learn.data.Batches`::
+
+    loss_k  = mean_batch |f(z, x) - y|^2         y = u (direction) or u_x / u_z (velocity)
+    lr_k    = lr * min(1, (k + 1) / warmup)       linear warm-up, then constant
+    g       = grad loss_k, rescaled to norm <= clip (clip > 0)
+    theta   <- Adam(theta, g, lr_k)
+    bar     <- d_k bar + (1 - d_k) theta,         d_k = min(ema, (1 + k) / (10 + k))
+
+(the EMA ``bar`` starts as a copy of ``theta``; the ramp in ``d_k`` keeps short runs from
+averaging in the random initial weights). ``lr_k`` and ``d_k`` depend on ``k`` only and batch
+``k`` is a pure function of ``(seed, k)``, so a run resumed from a checkpoint (weights, EMA, Adam
+state, RNG states, step, data position, loss history) continues the uninterrupted loss curve
+exactly (on the same device and thread count).
+
+Run folder ``out``: ``checkpoint.pt`` (written atomically every ``checkpoint_every`` steps and at
+the end; it embeds the run record) and ``run.json``, the run record: training settings, network
+spec and the cache's attributes (field, ``L``, ``eps``, source and target specs, plan, ...), so
+``learn sample`` needs only the checkpoint. ``loss.csv`` holds the loss of every step done.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from physfield.targets import open_cache
+
+from . import data, models
+
+CHECKPOINT = "checkpoint.pt"
+RUN = "run.json"
+# settings that may change between a run and its resume
+RESUMABLE = ("steps", "checkpoint_every", "out", "targets")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train` (the CLI flags of ``learn train``)."""
+
+    targets: str
+    out: str
+    steps: int = 2000
+    batch: int = 256
+    lr: float = 1e-3
+    ema: float = 0.999
+    clip: float = 1.0
+    warmup: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    target: str = "direction"
+    checkpoint_every: int = 500
+    hidden: int = 256
+    depth: int = 3
+    emb: int = 32
+    net: str = "auto"
+
+
+@dataclass
+class TrainResult:
+    out: str
+    step: int
+    losses: list
+    seconds: float
+
+    def __str__(self):
+        last = f"; last loss {self.losses[-1]:.4g}" if self.losses else ""
+        return f"{self.step} steps in {self.seconds:.1f} s{last}; checkpoint in {self.out}"
+
+
+def _check(cfg):
+    for name in ("steps", "batch", "checkpoint_every", "seed", "warmup"):
+        value = getattr(cfg, name)
+        low = 0 if name in ("seed", "warmup") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not cfg.lr > 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if not 0 <= cfg.ema < 1:
+        raise ValueError(f"ema must lie in [0, 1), got {cfg.ema}")
+    if not cfg.clip >= 0:
+        raise ValueError(f"clip must be >= 0 (0: no clipping), got {cfg.clip}")
+    if cfg.net not in ("auto", "mlp", "unet"):
+        raise ValueError(f"net must be auto, mlp or unet, got {cfg.net!r}")
+    if cfg.device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda asked but torch sees no CUDA device")
+
+
+def _atomic_save(obj, path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state():
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path):
+    """The checkpoint dict at ``path`` (a run folder or a ``.pt`` file); one-line ``ValueError``s."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a learn checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"run", "model", "ema", "step"} <= set(ckpt):
+        raise ValueError(f"{path} is not a learn checkpoint (missing keys)")
+    return ckpt
+
+
+def _run_record(cfg, cache, net_spec):
+    return {"train": asdict(cfg), "net": net_spec, "cache": dict(cache.attrs, n=len(cache)),
+            "field": cache.field_params}
+
+
+def _same_settings(old, new):
+    diff = [k for k in new if k not in RESUMABLE and old.get(k) != new[k]]
+    if diff:
+        raise ValueError(f"cannot resume: {diff[0]} was {old.get(diff[0])!r}, now {new[diff[0]]!r}")
+
+
+def train(cfg, resume=False, progress=False):
+    """Train per ``cfg`` (a :class:`TrainConfig`) into the folder ``cfg.out``; returns a
+    :class:`TrainResult`. ``resume`` continues from ``out/checkpoint.pt`` (same settings apart
+    from ``steps`` and ``checkpoint_every``); without it an existing checkpoint is refused."""
+    _check(cfg)
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise ValueError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
+    with open_cache(cfg.targets) as cache:
+        batches = data.Batches(cache, cfg.batch, seed=cfg.seed, target=cfg.target)
+        shape = cache.attrs.get("data_shape") if cfg.net in ("auto", "unet") else None
+        if cfg.net == "unet" and shape is None:
+            raise ValueError(f"--net unet needs an image cache (data_shape); {cfg.targets} holds vectors")
+        net_spec = models.spec(cache.D, data.output_dim(cache.D, cfg.target), cache.attrs["L"],
+                               cfg.hidden, cfg.depth, cfg.emb, shape)
+        record = _run_record(cfg, cache, net_spec)
+        torch.manual_seed(cfg.seed)
+        model = models.build(net_spec).to(cfg.device)
+        ema = copy.deepcopy(model).requires_grad_(False)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        step, losses = 0, []
+        if resume and ckpt_path.exists():
+            ckpt = load_checkpoint(ckpt_path)
+            _same_settings(ckpt["run"]["train"], record["train"])
+            if ckpt["run"]["cache"] != record["cache"]:
+                raise ValueError(f"cannot resume: {cfg.targets} is not the cache this run was trained on")
+            model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            opt.load_state_dict(ckpt["optimizer"])
+            _set_rng_state(ckpt["rng"])
+            step, losses = ckpt["step"], list(ckpt["losses"])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+        def save():
+            _atomic_save({"run": record, "model": model.state_dict(), "ema": ema.state_dict(),
+                          "optimizer": opt.state_dict(), "rng": _rng_state(), "step": step,
+                          "data": {"seed": cfg.seed, "position": step * cfg.batch}, "losses": losses},
+                         ckpt_path)
+            (out / "loss.csv").write_text("step,loss\n" + "".join(f"{k},{v!r}\n" for k, v in enumerate(losses)))
+
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=not progress, desc="train")
+        while step < cfg.steps:
+            P, Y = (torch.from_numpy(a).to(cfg.device) for a in batches.get(step))
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+            loss = ((model(P) - Y) ** 2).sum(dim=1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), model.parameters()):
+                    e.lerp_(p, 1 - decay)
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save()
+        bar.close()
+    return TrainResult(str(out), step, losses, time.perf_counter() - t0)

@@ -1,0 +1,273 @@
+"""learn: batches, integrators, metrics, train -> sample -> eval end to end, resume, bad input."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import physfield as pf
+from cli import learn
+from learn import data, evaluate, models, sample, train
+from physfield import data as pdata
+from physfield import targets as tg
+
+TINY = ["--hidden", "32", "--depth", "2", "--emb", "8", "--batch", "64"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(learn, [str(a) for a in args])
+
+
+def one_line_error(result):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("caches")
+    paths = {"toy": root / "toy.h5", "odd": root / "odd.h5", "coulomb": root / "coulomb.h5",
+             "digits": root / "digits.h5"}
+    tg.generate(pf.StrongField(6.0), "gaussian", "8gaussians", 4096, paths["toy"], batch=256, seed=1)
+    tg.generate(pf.StrongField(6.0), "gaussian", "moons", 1000, paths["odd"], batch=128)  # 8 chunks, last 104 rows
+    tg.generate(pf.CoulombField(6.0), "gaussian", "moons", 128, paths["coulomb"], batch=64)
+    tg.generate(pf.StrongField(20.0, d=10.0), "gaussian", "digits:3", 512, paths["digits"], batch=64, dim=64)
+    return paths
+
+
+# ---- data ----------------------------------------------------------------------------------------
+
+def _epoch_rows(batches, epoch):
+    """The points of one epoch, in stream order."""
+    n = batches.n
+    return batches.rows(epoch * n, (epoch + 1) * n)[0]
+
+
+@pytest.mark.parametrize("buffer_bytes", [1 << 30, 2 * 128 * 24])  # in memory; 2 chunks per block
+def test_epochs_are_permutations_pure_in_seed_and_step(caches, buffer_bytes):
+    with tg.open_cache(caches["odd"]) as cache:
+        stored = cache.points[()]
+        b = data.Batches(cache, 48, seed=3, buffer_bytes=buffer_bytes)
+        assert (b._rows is None) == (buffer_bytes < 1 << 30)
+        order = {tuple(r): i for i, r in enumerate(stored)}
+        e0, e1 = _epoch_rows(b, 0), _epoch_rows(b, 1)
+        for rows in (e0, e1):
+            assert sorted(order[tuple(r)] for r in rows) == list(range(len(stored)))  # each row once
+        assert not np.array_equal(e0, e1) and not np.array_equal(e0, stored)
+        # batch k is a pure function of (seed, k): a fresh reader, asked out of order, agrees
+        fresh = data.Batches(cache, 48, seed=3, buffer_bytes=buffer_bytes)
+        for k in (40, 3, 21):  # 21 straddles the epoch boundary (1000 = 20 * 48 + 40)
+            np.testing.assert_array_equal(fresh.get(k)[0], b.get(k)[0])
+        other = data.Batches(cache, 48, seed=4, buffer_bytes=buffer_bytes)
+        assert not np.array_equal(other.get(0)[0], b.get(0)[0])
+        # targets stay attached to their points
+        P, U = b.get(7)
+        idx = [order[tuple(r)] for r in P]
+        np.testing.assert_array_equal(U, cache.targets[()][idx])
+
+
+def test_chunked_blocks_only_mix_their_chunks(caches):
+    with tg.open_cache(caches["odd"]) as cache:
+        b = data.Batches(cache, 50, seed=0, buffer_bytes=2 * 128 * 24)
+        assert (b.chunk, b.per_block, b.n_chunks) == (128, 2, 8)
+        order = {tuple(r): i for i, r in enumerate(cache.points[()])}
+        blocks, starts = b._layout(0)
+        rows = _epoch_rows(b, 0)
+        for blk, lo, hi in zip(blocks, starts[:-1], starts[1:]):
+            assert {order[tuple(r)] // 128 for r in rows[lo:hi]} == set(blk.tolist())
+
+
+def test_velocity_targets(caches):
+    with tg.open_cache(caches["toy"]) as cache:
+        P, U = data.Batches(cache, 32).get(0)
+        _, V = data.Batches(cache, 32, target="velocity").get(0)
+        np.testing.assert_allclose(V, U[:, 1:] / U[:, :1], rtol=1e-6)
+    with tg.open_cache(caches["coulomb"]) as cache, pytest.raises(ValueError, match="strong"):
+        data.Batches(cache, 32, target="velocity")
+
+
+# ---- integrators and f_z <= 0 -----------------------------------------------------------------------
+
+class Linear(torch.nn.Module):
+    """Direction field f = (1, x): the lines are x(z) = x0 exp(z - z0)."""
+
+    def forward(self, p):
+        return torch.cat([torch.ones_like(p[:, :1]), p[:, 1:]], dim=1)
+
+
+@pytest.mark.parametrize("method, order", [("euler", 1), ("heun", 2), ("rk4", 4)])
+def test_integrator_convergence_order(method, order):
+    x0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    exact = x0 * np.exp(1.0)
+    slope = sample.slope_fn(Linear(), velocity=False)
+    err = [float((sample.integrate(slope, x0, 0.0, 1.0, n, method)[0] - exact).abs().max()) for n in (10, 20)]
+    assert np.log2(err[0] / err[1]) == pytest.approx(order, abs=0.2)
+
+
+class Reversing(torch.nn.Module):
+    """f_z = -1 where x_1 < 0 (the line would reverse), f = (1, 1, 0) elsewhere."""
+
+    def forward(self, p):
+        fz = torch.where(p[:, 1:2] < 0, -1.0, 1.0)
+        return torch.cat([fz, torch.ones_like(fz), torch.zeros_like(fz)], dim=1)
+
+
+@pytest.mark.parametrize("method, stages", [("euler", 1), ("heun", 2), ("rk4", 4)])
+def test_nonpositive_fz_is_counted_and_skipped(method, stages):
+    x0 = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-2.0, 3.0]])
+    x, bad, path = sample.integrate(sample.slope_fn(Reversing(), False), x0, 0.0, 2.0, 8, method, keep=True)
+    assert torch.isfinite(x).all()
+    assert bad.tolist() == [8 * stages, 0, 8 * stages]
+    np.testing.assert_allclose(x.numpy(), [[-1.0, 0.0], [3.0, 0.0], [-2.0, 3.0]], atol=1e-6)
+    assert len(path) == 9 and float(path[-1][0, 0]) == 2.0
+
+
+# ---- metrics ----------------------------------------------------------------------------------------
+
+def test_w2_of_a_shift_and_mmd():
+    x = pdata.sample("moons", 300, seed=0)
+    report, _, _ = evaluate.evaluate(x + [0.3, -0.4], "moons", n=300, seed=0)
+    assert report["w2"] == pytest.approx(0.5, abs=1e-9)  # translating by c costs exactly |c|
+    assert evaluate.mmd(x, x)[0] == pytest.approx(0.0, abs=1e-6)
+    y = pdata.sample("moons", 300, seed=1)
+    near, far = evaluate.mmd(x, y, [1.0])[0], evaluate.mmd(x, y + 1.0, [1.0])[0]
+    assert far > 3 * near
+    assert evaluate.mmd(x, y)[1] == [pytest.approx(np.median(np.linalg.norm(
+        np.concatenate([x, y])[:, None] - np.concatenate([x, y])[None], axis=2)[np.triu_indices(600, 1)]))]
+
+
+# ---- end to end -------------------------------------------------------------------------------------
+
+def test_train_sample_eval_beats_untrained(caches, tmp_path):
+    run = tmp_path / "run"
+    r = invoke("train", "--targets", caches["toy"], "--out", run, "--steps", 300, "--lr", 3e-3, "--warmup", 20,
+               "--hidden", 64, "--depth", 2, "--checkpoint-every", 100)
+    assert r.exit_code == 0, r.output
+    record = json.loads((run / "run.json").read_text())
+    assert record["cache"]["source"] == "gaussian" and record["cache"]["L"] == 6.0
+    assert record["field"]["kind"] == "strong" and record["train"]["steps"] == 300
+    samples = tmp_path / "s.npy"
+    r = invoke("sample", "--checkpoint", run, "--n", 800, "-o", samples, "--trajectories", tmp_path / "t.npy")
+    assert r.exit_code == 0, r.output
+    paths = np.load(tmp_path / "t.npy")
+    assert paths.shape == (101, 800, 3)
+    np.testing.assert_allclose(paths[-1, :, 1:], np.load(samples))
+    assert paths[0, 0, 0] == pytest.approx(0.006) and paths[-1, 0, 0] == pytest.approx(6.0)
+    r = invoke("eval", "--samples", samples, "--reference", "8gaussians", "--n", 800, "--json", "--png",
+               tmp_path / "s.png")
+    assert r.exit_code == 0, r.output
+    trained = json.loads(r.output)["w2"]
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+    model, record = sample.load_model(run)
+    torch.manual_seed(0)
+    untrained = sample.sample(models.build(record["net"]), record, 800)
+    w2_untrained = evaluate.evaluate(untrained.samples, "8gaussians", 800)[0]["w2"]
+    w2_source = evaluate.evaluate(pdata.sample("gaussian", 800, seed=9), "8gaussians", 800)[0]["w2"]
+    assert trained < 0.5 * w2_untrained and trained < 0.6 * w2_source, (trained, w2_untrained, w2_source)
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(caches, tmp_path, monkeypatch):
+    args = ["--targets", caches["toy"], *TINY, "--steps", 60, "--checkpoint-every", 25, "--warmup", 10]
+    assert invoke("train", "--out", tmp_path / "a", *args).exit_code == 0
+    whole = np.loadtxt(tmp_path / "a" / "loss.csv", delimiter=",", skiprows=1)[:, 1]
+
+    real_get = data.Batches.get
+
+    def killed_at_37(self, k):
+        if k == 37:
+            raise KeyboardInterrupt
+        return real_get(self, k)
+
+    monkeypatch.setattr(data.Batches, "get", killed_at_37)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(train.TrainConfig(str(caches["toy"]), str(tmp_path / "b"), steps=60, batch=64,
+                                      checkpoint_every=25, warmup=10, hidden=32, depth=2, emb=8))
+    monkeypatch.undo()
+    assert train.load_checkpoint(tmp_path / "b")["step"] == 25
+    assert invoke("train", "--out", tmp_path / "b", *args, "--resume").exit_code == 0
+    resumed = np.loadtxt(tmp_path / "b" / "loss.csv", delimiter=",", skiprows=1)[:, 1]
+    np.testing.assert_array_equal(resumed, whole)
+    a, b = (train.load_checkpoint(tmp_path / x) for x in "ab")
+    for key in ("model", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name])
+
+
+def test_velocity_run_samples_without_fz(caches, tmp_path):
+    run = tmp_path / "v"
+    r = invoke("train", "--targets", caches["toy"], "--out", run, *TINY, "--steps", 20, "--target", "velocity")
+    assert r.exit_code == 0, r.output
+    model, record = sample.load_model(run, "raw")
+    assert record["net"]["out"] == 2
+    result = sample.sample(model, record, 50, method="heun", steps=10, seed=1)
+    assert result.samples.shape == (50, 2) and result.stats["fz_nonpositive"] == 0
+    # same seed, same start, same network: the CLI writes the same samples
+    r = invoke("sample", "--checkpoint", run / "checkpoint.pt", "--n", 50, "--method", "heun", "--steps", 10,
+               "--seed", 1, "--weights", "raw", "-o", tmp_path / "v.npy")
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), result.samples)
+    # a finished run resumed to the same --steps does nothing
+    before = (run / "loss.csv").read_text()
+    r = invoke("train", "--targets", caches["toy"], "--out", run, *TINY, "--steps", 20, "--target", "velocity",
+               "--resume")
+    assert r.exit_code == 0 and (run / "loss.csv").read_text() == before
+
+
+def test_unet_on_an_image_cache(caches, tmp_path):
+    run = tmp_path / "u"
+    r = invoke("train", "--targets", caches["digits"], "--out", run, "--hidden", 8, "--emb", 8, "--batch", 64,
+               "--steps", 40, "--lr", 3e-3, "--warmup", 5)
+    assert r.exit_code == 0, r.output
+    losses = np.loadtxt(run / "loss.csv", delimiter=",", skiprows=1)[:, 1]
+    assert losses[-10:].mean() < 0.7 * losses[:10].mean()
+    model, record = sample.load_model(run)
+    assert record["net"]["kind"] == "unet" and record["net"]["shape"] == [1, 8, 8]
+    result = sample.sample(model, record, 16, steps=10)
+    assert result.samples.shape == (16, 64) and np.isfinite(result.samples).all()
+
+
+# ---- bad input --------------------------------------------------------------------------------------
+
+def test_bad_input_is_one_line(caches, tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    run = tmp_path / "run"
+    assert invoke("train", "--targets", caches["toy"], "--out", run, *TINY, "--steps", 5).exit_code == 0
+    ok = np.zeros((10, 2))
+    np.save(tmp_path / "ok.npy", ok)
+    np.save(tmp_path / "nan.npy", np.full((10, 2), np.nan))
+    np.save(tmp_path / "d3.npy", np.zeros((10, 3)))
+    cases = [
+        (("train", "--targets", caches["odd"], "--out", run, *TINY, "--resume"), "not the cache"),
+        (("train", "--targets", tmp_path / "none.h5", "--out", tmp_path / "r1"), "not found"),
+        (("train", "--targets", foreign, "--out", tmp_path / "r2"), "not a physfield targets cache"),
+        (("train", "--targets", caches["toy"], "--out", run, *TINY), "--resume"),
+        (("train", "--targets", caches["toy"], "--out", run, *TINY, "--lr", 0.5, "--resume"), "lr"),
+        (("train", "--targets", caches["coulomb"], "--out", tmp_path / "r3", "--target", "velocity"), "strong"),
+        (("train", "--targets", caches["toy"], "--out", tmp_path / "r4", "--emb", 7), "even"),
+        (("train", "--targets", caches["toy"], "--out", tmp_path / "r6", "--net", "unet"), "image cache"),
+        (("sample", "--checkpoint", tmp_path / "nothing", "--n", 5, "-o", tmp_path / "x.npy"), "not found"),
+        (("sample", "--checkpoint", garbage, "--n", 5, "-o", tmp_path / "x.npy"), "not a learn checkpoint"),
+        (("sample", "--checkpoint", run, "--n", 5, "-o", tmp_path / "x.npy", "--method", "bogus"), "--method"),
+        (("sample", "--checkpoint", run, "--n", 5, "-o", tmp_path / "x.npy", "--source", "nope"), "unknown"),
+        (("eval", "--samples", tmp_path / "none.npy", "--reference", "moons"), "not found"),
+        (("eval", "--samples", garbage, "--reference", "moons"), "not a .npy"),
+        (("eval", "--samples", tmp_path / "nan.npy", "--reference", "moons"), "not finite"),
+        (("eval", "--samples", tmp_path / "d3.npy", "--reference", "moons"), "dimensional"),
+        (("eval", "--samples", tmp_path / "d3.npy", "--reference", "gaussian", "--png", tmp_path / "p.png"), "2-D"),
+        (("eval", "--samples", tmp_path / "ok.npy", "--reference", "moons", "--bandwidth", -1), "positive"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((("train", "--targets", caches["toy"], "--out", tmp_path / "r5", "--device", "cuda"), "CUDA"))
+    for args, needle in cases:
+        assert needle in one_line_error(invoke(*args)), args
