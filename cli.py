@@ -15,6 +15,7 @@ holds, 1 when one fails, 2 on bad input (a one-line ``Error: ...``).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -40,6 +41,19 @@ def table(report):
                 else f"FAILED: {', '.join(failed)} ({len(failed)} of {len(claimed)} claimed properties)")
     lines += ["", f"{verdict_}  [{report['seconds']:.1f} s]"]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def one_line_errors(fn):
+    """Bad input of a command (``ValueError``, a missing or unwritable file) -> one-line ``Error:``, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, OSError) as exc:
+            raise click.UsageError(" ".join(str(exc).split())) from None
+
+    return wrapper
 
 
 def build_field(kind, L, sigma0, d):
@@ -96,6 +110,7 @@ def physfield():
 
 @physfield.command()
 @field_options
+@one_line_errors
 def check(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_json):
     """Measure a field's properties and mark each one pass or fail.
 
@@ -104,15 +119,12 @@ def check(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_js
     Coulomb: Gauss's law and zero divergence; reversal and leakage are measured.
     Exit status: 0 all claimed properties hold, 1 one fails, 2 bad input.
     """
-    start = time.perf_counter()
-    try:
-        field = build_field(kind, L, sigma0, d)
-        A, B, probe_seed = draw_data(source, target, n, dim, seed)
-        from physfield import report as checks_report
+    from physfield import report as checks_report
 
-        rows, used = checks_report.measure(field, A, B, plan, backend, probe_seed)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    start = time.perf_counter()
+    field = build_field(kind, L, sigma0, d)
+    A, B, probe_seed = draw_data(source, target, n, dim, seed)
+    rows, used = checks_report.measure(field, A, B, plan, backend, probe_seed)
     report = {
         "field": field.params(),
         "config": {"source": source, "target": target, "dim": A.shape[1], "n": n, "plan": plan, "seed": seed,
@@ -145,6 +157,7 @@ def trace_table(rows):
               help="write a PNG of the lines in the (z, x1) plane (and in 3-D for D = 2).")
 @click.option("--sweep-L", "sweep", default=None,
               help="comma-separated plate distances: trace BOTH fields on the same data at each L.")
+@one_line_errors
 def trace(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_json, lines, steps, plot, sweep):
     """Trace field lines and report how they end (SPEC section 4).
 
@@ -154,27 +167,24 @@ def trace(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_js
     """
     import physfield as pf
 
-    try:
-        Ls = [L] if sweep is None else [float(v) for v in sweep.split(",") if v.strip()]
-        if not Ls:
-            raise ValueError("--sweep-L needs at least one plate distance")
-        A, B, line_seed = draw_data(source, target, n, dim, seed)
-        kinds = [kind] if sweep is None else ["strong", "coulomb"]
-        rows, results = [], []
-        for L_ in Ls:
-            for k in kinds:
-                field = build_field(k, L_, sigma0 if k == "strong" else None, d if k == "strong" else None)
-                res = pf.trace(field, A, B, plan=plan, n_lines=lines, seed=line_seed, n_steps=steps,
-                               keep_paths=plot is not None, backend=backend, progress=not as_json)
-                rows.append({"field": k, "L": L_, **res.stats})
-                results.append((field, res))
-        if plot is not None:
-            from physfield import plot as plotting
+    Ls = [L] if sweep is None else [float(v) for v in sweep.split(",") if v.strip()]
+    if not Ls:
+        raise ValueError("--sweep-L needs at least one plate distance")
+    A, B, line_seed = draw_data(source, target, n, dim, seed)
+    kinds = [kind] if sweep is None else ["strong", "coulomb"]
+    rows, results = [], []
+    for L_ in Ls:
+        for k in kinds:
+            field = build_field(k, L_, sigma0 if k == "strong" else None, d if k == "strong" else None)
+            res = pf.trace(field, A, B, plan=plan, n_lines=lines, seed=line_seed, n_steps=steps,
+                           keep_paths=plot is not None, backend=backend, progress=not as_json)
+            rows.append({"field": k, "L": L_, **res.stats})
+            results.append((field, res))
+    if plot is not None:
+        from physfield import plot as plotting
 
-            field, res = results[0]
-            plotting.lines_png(res, A, B, field.L, plot, title=f"{field!r}, {source} -> {target}, plan {plan}")
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        field, res = results[0]
+        plotting.lines_png(res, A, B, field.L, plot, title=f"{field!r}, {source} -> {target}, plan {plan}")
     if as_json:
         click.echo(json.dumps({"source": source, "target": target, "D": int(A.shape[1]), "n": n, "plan": plan,
                                "seed": seed, "runs": rows}, indent=2))
@@ -207,6 +217,7 @@ def trace(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_js
 @click.option("--resume", is_flag=True, help="extend an existing cache with the same attributes to --n points.")
 @click.option("--overwrite", is_flag=True, help="replace an existing cache.")
 @click.option("--store-pairs", is_flag=True, help="keep every minibatch (verification mode).")
+@one_line_errors
 def targets(kind, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, seed, backend, out, resume,
             overwrite, store_pairs):
     """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5."""
@@ -217,33 +228,16 @@ def targets(kind, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, s
     if out is None:
         slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (kind, source, target))
         out = f"data/{slug}.h5"
-    try:
-        field = build_field(kind, L, sigma0, d)
-        result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, lam=lam, seed=seed, reg=reg,
-                             dim=dim, backend=backend, resume=resume, overwrite=overwrite,
-                             store_pairs=store_pairs, progress=True)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    field = build_field(kind, L, sigma0, d)
+    result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, lam=lam, seed=seed, reg=reg,
+                         dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
+                         progress=True)
     click.echo(str(result))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def learn():
     """The learner (torch): train on a targets cache, sample along the learned lines, evaluate."""
-
-
-def _learn_errors(fn):
-    """Bad input of a ``learn`` command -> one-line ``Error:`` and exit status 2."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as exc:
-            raise click.UsageError(" ".join(str(exc).split())) from None
-
-    return wrapper
 
 
 @learn.command("train")
@@ -267,7 +261,7 @@ def _learn_errors(fn):
 @click.option("--net", type=click.Choice(["auto", "mlp", "unet"]), default="auto", show_default=True,
               help="auto: a UNet for image caches (data_shape), else the MLP.")
 @click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint.")
-@_learn_errors
+@one_line_errors
 def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target, checkpoint_every,
                 hidden, depth, emb, net, resume):
     """Train f(z, x) on cached field targets (Adam, EMA, clipping, warm-up, checkpoints)."""
@@ -290,7 +284,7 @@ def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, de
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--trajectories", type=click.Path(dir_okay=False), default=None,
               help="also save the lines (steps+1, n, D+1) as .npy.")
-@_learn_errors
+@one_line_errors
 def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories):
     """Follow the learned lines dx/dz = f_x/f_z from P at z = eps to z = L."""
     import torch
@@ -315,7 +309,7 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
 @click.option("--bandwidth", type=float, multiple=True, help="MMD kernel bandwidth(s) [default: median heuristic].")
 @click.option("--png", type=click.Path(dir_okay=False), default=None, help="scatter of 2-D samples over the reference.")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
-@_learn_errors
+@one_line_errors
 def learn_eval(samples_path, reference, n, seed, bandwidth, png, as_json):
     """W2 (POT, exact) and MMD of samples against held-out reference samples."""
     from learn import evaluate as ev
