@@ -187,7 +187,7 @@ def train(cfg, resume=False, progress=False):
             (out / "loss.csv").write_text("step,loss\n" + "".join(f"{k},{v!r}\n" for k, v in enumerate(losses)))
 
         t0 = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=not progress, desc="train")
+        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=None if progress else True, desc="train")
         while step < cfg.steps:
             P, Y = (torch.from_numpy(a).to(cfg.device) for a in batches.get(step))
             for group in opt.param_groups:

@@ -300,7 +300,7 @@ def _write(run, path, n0, n, progress):
     with h5py.File(path, "r+" if n0 else "w") as f:
         if not n0:
             _create(f, run)
-        bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=not progress, leave=False)
+        bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=None if progress else True, leave=False)
         for k in range(n0 // B, math.ceil(n / B)):
             b = _batch(run, k, timings)
             t0 = time.perf_counter()
