@@ -9,14 +9,15 @@ Two ways to get the squared distances ``alpha_pi = |x_p - a_i|^2`` and the weigh
 - ``direct``: differences, exact to round-off, ``O(n N D)`` scalar work (best for small ``D``);
 - ``gemm``: ``|x|^2 + |a|^2 - 2 X A^T`` and ``(W 1) x - W A``, i.e. BLAS/cuBLAS products
   (best for large ``D``). Cancellation costs accuracy: the absolute error of ``alpha`` is about
-  ``eps (|x|^2 + |a|^2)``. The data are centred on the mean charge first, the result is clamped
-  at 0, and every distance below ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge, where the
+  ``eps (|x|^2 + |a|^2)``. The data are centred on the mean charge first (unless their mean is
+  already small next to their spread), the result is clamped at 0, and every distance below ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge, where the
   relative error would be large) is recomputed by differences, its offset too. What is left has
   a relative error of about ``eps / REFINE`` (~1e-12 in float64, ~1e-5 in float32); an error
   ``delta`` in ``|rho|^2`` moves a strong-field log-weight by ``delta / (2 sigma(z)^2)``.
 
-Points are processed in chunks so the ``(chunk, N + M)`` scratch arrays stay near
-``CHUNK_ELEMENTS`` entries.
+Sparse plans in low ``D`` skip both: one fused pass over the pairs per point
+(:func:`physfield.rows.pair_direct_row`). Otherwise points are processed in chunks so the
+``(chunk, N + M)`` scratch arrays stay near ``CHUNK_ELEMENTS`` entries.
 """
 
 from __future__ import annotations
