@@ -277,16 +277,28 @@ def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, de
 @click.option("--n", type=click.IntRange(min=1), required=True, help="samples to draw.")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="samples (n, D) as .npy.")
 @click.option("--source", default=None, help="P spec [default: the run's source].")
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="z steps; Coulomb runs: arc-length step (L - eps) / steps.")
 @click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default="euler", show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--trajectories", type=click.Path(dir_okay=False), default=None,
               help="also save the lines (steps+1, n, D+1) as .npy.")
+@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
+              help="also save each sample's P start (rows as in -o) as .npy, for `learn eval --inputs`.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Coulomb runs: step cap per line [default: 10 x --steps].")
+@click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Coulomb runs: a line farther than this from Q's centre is lost [default: 10 (L + r_Q)].")
 @one_line_errors
-def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories):
-    """Follow the learned lines dx/dz = f_x/f_z from P at z = eps to z = L."""
+def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories, inputs_path,
+                 max_steps, radius):
+    """Follow the learned lines dx/dz = f_x/f_z from P at z = eps to z = L.
+
+    A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
+    arrived inside Q's support; it reports how many leaked, reversed (went behind P) or were lost.
+    """
     import torch
 
     from learn.sample import load_model, sample
@@ -294,33 +306,66 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda asked but torch sees no CUDA device")
     model, run = load_model(checkpoint, weights, device)
-    result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device)
+    if run.get("field", {}).get("kind") != "coulomb" and (max_steps is not None or radius is not None):
+        raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
+    result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius)
     np.save(out, result.samples)
     if trajectories is not None:
         np.save(trajectories, result.trajectories)
+    if inputs_path is not None:
+        np.save(inputs_path, result.inputs)
     click.echo(f"{result}; saved {out}")
 
 
 @learn.command("eval")
 @click.option("--samples", "samples_path", required=True, help="samples .npy from `learn sample`.")
-@click.option("--reference", required=True, help="data spec of Q (physfield.data).")
+@click.option("--reference", required=True, help="data spec of Q (physfield.data); digits[:C] adds digits metrics.")
 @click.option("--n", type=click.IntRange(min=2), default=2000, show_default=True, help="reference draws.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="reference seed [default: a held-out stream].")
 @click.option("--bandwidth", type=float, multiple=True, help="MMD kernel bandwidth(s) [default: median heuristic].")
-@click.option("--png", type=click.Path(dir_okay=False), default=None, help="scatter of 2-D samples over the reference.")
+@click.option("--classify", type=click.IntRange(0, 9), default=None,
+              help="digits: the intended class [default: C of --reference digits:C].")
+@click.option("--inputs", "inputs_path", default=None,
+              help="inputs .npy (`learn sample --inputs`): mean |sample - input| (shape preservation).")
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="scatter of 2-D samples over the reference, or an 8x8 grid of image samples.")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
 @one_line_errors
-def learn_eval(samples_path, reference, n, seed, bandwidth, png, as_json):
-    """W2 (POT, exact) and MMD of samples against held-out reference samples."""
+def learn_eval(samples_path, reference, n, seed, bandwidth, classify, inputs_path, png, as_json):
+    """W2 (POT, exact) and MMD of samples against held-out reference samples; for digits the
+    intended-class accuracy and Frechet distance of a small classifier; input-output distance."""
     from learn import evaluate as ev
+    from physfield import data as pdata
 
     x = ev.load_samples(samples_path)
+    is_digits = reference.strip().partition(":")[0] == "digits"
+    if classify is not None and not is_digits:
+        raise ValueError(f"--classify needs a digits reference (digits or digits:C), got {reference!r}")
+    io = None if inputs_path is None else ev.input_output_distance(ev.load_samples(inputs_path, "inputs"), x)
     report, used, ref = ev.evaluate(x, reference, n, ev.EVAL_SEED if seed is None else seed, list(bandwidth) or None)
+    if is_digits:
+        from learn import classifier
+
+        report["digits"] = classifier.report(x, reference, classify)
+    if io is not None:
+        report["input_output_distance"] = io
     if png is not None:
-        ev.scatter_png(used, ref, png, f"{reference}: W2 {report['w2']:.3f}")
+        shape = pdata.shape(reference)
+        if shape is not None:
+            ev.image_grid_png(x, shape, png, f"{len(x)} samples, {reference}")
+        else:
+            ev.scatter_png(used, ref, png, f"{reference}: W2 {report['w2']:.3f}")
     if as_json:
         click.echo(json.dumps(report))
-    else:
-        h = ", ".join(f"{v:.3g}" for v in report["bandwidths"])
-        click.echo(f"W2 {report['w2']:.4f}  MMD {report['mmd']:.4f} (bandwidth {h})  "
-                   f"n={report['n']} vs {report['n_reference']} of {reference}")
+        return
+    h = ", ".join(f"{v:.3g}" for v in report["bandwidths"])
+    click.echo(f"W2 {report['w2']:.4f}  MMD {report['mmd']:.4f} (bandwidth {h})  "
+               f"n={report['n']} vs {report['n_reference']} of {reference}")
+    if is_digits:
+        d = report["digits"]
+        if d["intended"] is not None:
+            click.echo(f"classified as {d['intended']}: {d['accuracy_intended']:.3f}")
+        click.echo(f"Frechet distance (classifier features) {d['fd']:.4g} vs {d['n_real']} held-out real digits "
+                   f"(classifier accuracy {d['classifier_accuracy']:.3f})")
+    if io is not None:
+        click.echo(f"mean input-output distance {io:.4f}")

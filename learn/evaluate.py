@@ -14,6 +14,13 @@ The reference is ``reference`` drawn fresh with ``seed`` (default ``EVAL_SEED``,
 cache or sampler uses by default); for a finite data set (digits, files) it is resampled from
 the same rows, so there it is not held out. When there are more samples than ``n`` a seeded
 subset of ``n`` is used (exact ``W2`` costs ``O(n^3)``).
+
+- Shape preservation (translation): ``mean_i |y_i - x_i|`` over the rows of the outputs ``y``
+  and the inputs ``x`` they were started from (same shapes, row ``i`` with row ``i``).
+- Digits: intended-class accuracy and the Frechet distance in a small classifier's feature
+  space, :mod:`learn.classifier`.
+- Pictures: a scatter over the reference for 2-D samples; a grid of images (``image_grid_png``)
+  for image-shaped samples (``C = 1`` channel, e.g. digits ``(1, 8, 8)``).
 """
 
 from __future__ import annotations
@@ -45,11 +52,12 @@ def mmd(x, y, bandwidths=None):
     return float(np.sqrt(max(value, 0.0))), list(bandwidths)
 
 
-def load_samples(path):
-    """A finite ``(n, D)`` float array from the ``.npy`` file ``path`` (one-line ``ValueError``s)."""
+def load_samples(path, what="samples"):
+    """A finite ``(n, D)`` float array from the ``.npy`` file ``path`` (one-line ``ValueError``s
+    naming it ``what``)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"samples file not found: {path}")
+        raise ValueError(f"{what} file not found: {path}")
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -91,5 +99,41 @@ def scatter_png(samples, ref, path, title=""):
     ax.set_aspect("equal")
     ax.legend(loc="upper right", markerscale=4)
     ax.set_title(title)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def input_output_distance(inputs, outputs):
+    """``mean_i |outputs_i - inputs_i|`` (Euclidean, row ``i`` with row ``i``)."""
+    inputs, outputs = np.asarray(inputs, np.float64), np.asarray(outputs, np.float64)
+    if inputs.shape != outputs.shape:
+        raise ValueError(f"inputs {inputs.shape} and samples {outputs.shape} must have the same shape, "
+                         "one input row per sample row")
+    return float(np.linalg.norm(outputs - inputs, axis=1).mean())
+
+
+def image_grid_png(samples, shape, path, title="", side=8):
+    """The first ``side x side`` samples as ``shape = (1, H, W)`` gray images in a grid, to ``path``
+    (pixels clipped to the data range ``[-1, 1]``, black = -1; gray borders)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or shape[0] != 1 or shape[1] * shape[2] != samples.shape[1]:
+        raise ValueError(f"--png draws an image grid of one-channel images; samples are {samples.shape[1]}-D, "
+                         f"image shape {shape}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = min(len(samples), side * side)
+    rows = -(-k // side)
+    H, W = shape[1:]
+    canvas = np.zeros((rows * (H + 1) + 1, side * (W + 1) + 1))  # gray borders
+    for i, img in enumerate(samples[:k].reshape(k, H, W)):
+        r, c = divmod(i, side)
+        canvas[1 + r * (H + 1):(r + 1) * (H + 1), 1 + c * (W + 1):(c + 1) * (W + 1)] = img
+    fig, ax = plt.subplots(figsize=(side * 0.6, rows * 0.6 + 0.4))
+    ax.imshow(np.clip(canvas, -1, 1), cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

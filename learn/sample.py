@@ -16,6 +16,31 @@ never does: the line would reverse and ``f_x / f_z`` blow up. Such a stage gets 
 line holds its ``x`` for that stage) and is counted; the count of stage evaluations and of lines
 affected is reported, so no NaN appears silently. Lines are started at the ``P`` samples
 themselves (``source`` spec of the run unless another is given), drawn with ``seed``.
+
+Coulomb runs (EFM, run field kind ``coulomb``): the learned direction may turn back, so lines
+are followed in arc length ``tau`` instead of ``z``::
+
+    dp/dtau = f(p) / |f(p)|,   p = (z, x) in R^{D+1},   p(0) = (eps, a),  a ~ P
+
+with the same stepper (Euler, Heun or RK4 on this autonomous ODE), step ``h = (L - eps) /
+steps`` (a straight line takes ``steps`` steps), at most ``max_steps`` (default
+``ARC_STEP_CAP * steps``) steps, so sampling always ends. Each line ends with one status
+(``ARC_STATUS``), checked after every step:
+
+- ``lost``      ``f = 0`` or a non-finite ``f`` at a stage (a null point: no direction; the line
+                stays where it was), or, unless the step crossed a plate, ``|x - c| > radius``
+                (default ``ARC_RADIUS * (L + r)``), or still running after ``max_steps``;
+- ``reversed``  ``z <= 0``: the line went behind ``P`` (a start at ``z <= 0`` is reversed at once);
+- ``arrived``   ``z >= L`` with the crossing point ``x*`` (linear between the last two points)
+                inside the support ball ``|x* - c| <= r`` of ``Q``;
+- ``leaked``    ``z >= L`` with ``x*`` outside that ball: the line went round the plate or wide
+                of ``Q`` (the learned analogue of ``physfield.trace``'s "crossed the plane away
+                from every sink", the sinks being unknown to a network).
+
+``c, r``: the mean of ``SUPPORT_DRAWS`` draws of the run's target spec and the largest distance
+of a draw from it. Samples are the crossing points of the ``arrived`` lines only, with their
+starts as ``inputs`` and ``mask`` marking them among all ``n`` lines; the counts of every status,
+and of lines that met ``f_z < 0`` at a step (they may still arrive), are in ``stats``.
 """
 
 from __future__ import annotations
@@ -33,16 +58,35 @@ from .train import load_checkpoint
 METHODS = ("euler", "heun", "rk4")
 
 
+ARC_STATUS = ("arrived", "leaked", "reversed", "lost")
+ARC_STEP_CAP = 10
+ARC_RADIUS = 10.0
+SUPPORT_DRAWS = 4096
+
+
 @dataclass
 class SampleResult:
-    """``samples (n, D)`` at ``z = L``, optional ``trajectories (steps+1, n, D+1)`` and ``stats``."""
+    """``samples (m, D)`` at ``z = L`` started from ``inputs (m, D)``, optional ``trajectories
+    (steps+1, n, D+1)`` and ``stats``; for a Coulomb run ``mask (n,)`` marks the arrived lines
+    among all ``n`` and ``status (n,)`` indexes ``ARC_STATUS`` (both ``None`` otherwise, ``m = n``)."""
 
     samples: np.ndarray
     trajectories: np.ndarray | None
     stats: dict
+    inputs: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    status: np.ndarray | None = None
 
     def __str__(self):
         s = self.stats
+        if s.get("sampler") == "arc":
+            counts = ", ".join(f"{s[k]} {k}" for k in ARC_STATUS)
+            text = (f"{s['n']} lines in arc length, {s['method']} with step {s['h']:.3g} (cap {s['max_steps']} "
+                    f"steps) from z={s['z0']:g}: {counts}; {s['lines_fz_negative']} met f_z < 0; "
+                    f"{len(self.samples)} samples (the arrived lines)")
+            if s["arrived"] < s["n"]:
+                text += f"; WARNING: {s['n'] - s['arrived']} of {s['n']} lines did not arrive inside Q's support"
+            return text
         text = f"{s['n']} samples, {s['method']} with {s['steps']} steps from z={s['z0']:g} to z={s['z1']:g}"
         if s["fz_nonpositive"]:
             text += (f"; WARNING: f_z <= 0 (or non-finite f) at {s['fz_nonpositive']} stage evaluations on "
@@ -101,6 +145,67 @@ def integrate(slope, x, z0, z1, steps, method="euler", keep=False):
     return x, bad, path
 
 
+def unit_fn(model):
+    """``(tau, p) -> (f/|f|, bad)``: the arc-length slope, 0 where ``f = 0`` or ``f`` is not finite."""
+
+    def unit(tau, p):
+        f = model(p).to(p.dtype)
+        norm = f.norm(dim=1)
+        ok = (norm > 0) & torch.isfinite(norm)
+        return torch.where(ok[:, None], f / torch.where(ok, norm, 1.0)[:, None], 0.0), ~ok
+
+    return unit
+
+
+def _crossing(p_old, p_new, level):
+    """``x`` where the segment ``p_old -> p_new`` meets the plane ``z = level``."""
+    t = ((level - p_old[:, 0]) / (p_new[:, 0] - p_old[:, 0])).clamp(0.0, 1.0)[:, None]
+    return p_old[:, 1:] + t * (p_new[:, 1:] - p_old[:, 1:])
+
+
+def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False):
+    """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` (torch ``(n, D+1)``) with step ``h`` until
+    each line ends (module docstring, Coulomb runs). Returns ``(status (n,) int64 indexing
+    ARC_STATUS, end (n, D+1) final points, fz_negative (n,) bool, steps done, path)``; arrived and
+    leaked lines end at their crossing ``(L, x*)``, reversed ones at their crossing of ``z = 0``,
+    ``path`` (when ``keep``) the list of all lines' points after each step (ended lines frozen)."""
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if not (h > 0 and radius > 0 and support >= 0):
+        raise ValueError(f"need step h > 0, radius > 0 and support radius >= 0, got {h}, {radius}, {support}")
+    ARRIVED, LEAKED, REVERSED, LOST = range(4)
+    p = p.clone()
+    status = torch.where(p[:, 0] <= 0, REVERSED, -1)
+    fz_negative = torch.zeros(len(p), dtype=torch.bool, device=p.device)
+    unit = unit_fn(model)
+    path = [p.clone()] if keep else []
+    done = 0
+    while done < max_steps and bool((status < 0).any()):
+        idx = torch.nonzero(status < 0).squeeze(1)
+        old = p[idx]
+
+        def stage(tau, q):
+            u, bad = unit(tau, q)
+            fz_negative[idx] |= u[:, 0] < 0
+            return u, bad
+
+        new, bad, _ = integrate(stage, old, 0.0, h, 1, method)
+        s = torch.where((new[:, 1:] - centre).norm(dim=1) > radius, LOST, -1)
+        behind, past = new[:, 0] <= 0, new[:, 0] >= L
+        s[behind] = REVERSED
+        s[past] = torch.where((_crossing(old, new, L) - centre).norm(dim=1) <= support, ARRIVED, LEAKED)[past]
+        for mask, level in ((behind, 0.0), (past, L)):
+            new[mask] = torch.cat([torch.full_like(new[mask][:, :1], level), _crossing(old, new, level)[mask]], 1)
+        stalled = bad > 0
+        s[stalled], new[stalled] = LOST, old[stalled]
+        p[idx], status[idx] = new, s
+        done += 1
+        if keep:
+            path.append(p.clone())
+    status[status < 0] = LOST
+    return status, p, fz_negative, done, path
+
+
 def load_model(checkpoint, weights="ema", device="cpu"):
     """``(model, run record)`` from a checkpoint (folder or file); ``weights``: ``ema`` or ``raw``."""
     if weights not in ("ema", "raw"):
@@ -111,14 +216,25 @@ def load_model(checkpoint, weights="ema", device="cpu"):
     return model.to(device).eval(), ckpt["run"]
 
 
+def support_ball(target, D):
+    """``(c, r)``: mean of ``SUPPORT_DRAWS`` draws of the spec ``target`` and their largest distance to it."""
+    b = pdata.sample(target, SUPPORT_DRAWS, seed=0, dim=D)
+    c = b.mean(axis=0)
+    return c, float(np.linalg.norm(b - c, axis=1).max())
+
+
 @torch.no_grad()
-def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajectories=False, device="cpu"):
-    """``n`` samples of the run's ``Q`` by the learned lines (module docstring); a :class:`SampleResult`."""
+def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajectories=False, device="cpu",
+           max_steps=None, radius=None):
+    """``n`` samples of the run's ``Q`` by the learned lines (module docstring); a :class:`SampleResult`.
+    A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the docstring)."""
     cache = run["cache"]
     D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
     source = cache["source"] if source is None else source
     x0 = pdata.sample(source, n, seed=seed, dim=D)
     x = torch.from_numpy(x0.astype(np.float32)).to(device)
+    if run.get("field", {}).get("kind") == "coulomb":
+        return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
     velocity = run["train"]["target"] == "velocity"
     x, bad, path = integrate(slope_fn(model, velocity), x, eps, L, steps, method, keep=trajectories)
     out = x.cpu().numpy()
@@ -126,4 +242,30 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),
              "nonfinite": int((~np.isfinite(out).all(axis=1)).sum())}
     paths = torch.stack(path).cpu().numpy() if trajectories else None
-    return SampleResult(out, paths, stats)
+    return SampleResult(out, paths, stats, x0)
+
+
+def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius):
+    """The Coulomb branch of :func:`sample`: arc length from ``(eps, x0)`` (module docstring)."""
+    cache = run["cache"]
+    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    c, r = support_ball(cache["target"], D)
+    max_steps = ARC_STEP_CAP * steps if max_steps is None else max_steps
+    radius = ARC_RADIUS * (L + r) if radius is None else radius
+    h = (L - eps) / steps
+    p = torch.cat([torch.full_like(x[:, :1], eps), x], dim=1)
+    centre = torch.from_numpy(c.astype(np.float32)).to(x.device)
+    status, end, fz_negative, done, path = follow_arc(model, p, L, h, max_steps, centre, r, radius, method,
+                                                      trajectories)
+    status = status.cpu().numpy()
+    mask = status == 0
+    stats = {"sampler": "arc", "n": len(x0), "method": method, "h": h, "max_steps": max_steps, "steps_done": done,
+             "radius": radius, "support_centre": c.tolist(), "support_radius": r, "z0": eps, "z1": L,
+             "lines_fz_negative": int(fz_negative.sum())}
+    stats.update({k: int((status == i).sum()) for i, k in enumerate(ARC_STATUS)})
+    paths = torch.stack(path).cpu().numpy() if trajectories else None
+    return SampleResult(end[:, 1:].cpu().numpy()[mask], paths, stats, x0[mask], mask, status)

@@ -2,6 +2,7 @@
 (recomputed independently from the stored pairs), byte-identical resume, crash safety, refusal
 of foreign and damaged files, one-line errors for bad arguments."""
 
+import io
 import json
 import signal
 import subprocess
@@ -72,9 +73,16 @@ def test_schema_and_attributes(tmp_path):
         assert f.attrs["data_shape"].tolist() == [1, 8, 8]
 
 
-def test_progress_bar_and_summary_line(tmp_path, capsys):
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_and_summary_line(tmp_path, monkeypatch):
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
     res = generate(STRONG, "gaussian", "moons", 40, tmp_path / "p.h5", batch=16, progress=True)
-    assert "targets" in capsys.readouterr().err  # the tqdm bar
+    assert "targets" in err.getvalue()  # the tqdm bar, shown on a terminal
     line = str(res)
     assert "\n" not in line and line.startswith("40 points in ") and " points/s (data " in line
     assert line.endswith(f"{tmp_path / 'p.h5'} holds 40")
