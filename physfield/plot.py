@@ -1,12 +1,12 @@
-"""Pictures of field lines (PNG, matplotlib's Agg backend)."""
+"""Pictures of field lines (PNG through matplotlib's Agg canvas; pyplot's backend is left alone)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the 3-D projection)
 
 COLOURS = {"arrived": "tab:blue", "reversed": "tab:red", "leaked": "tab:orange", "lost": "tab:gray"}
 
@@ -20,7 +20,8 @@ def lines_png(result, sources, sinks, L, path, title="", max_lines=300):
     labels = result.outcome()
     show = np.arange(paths.shape[1])[:max_lines]
     dim = paths.shape[2] - 1
-    fig = plt.figure(figsize=(13, 5.5) if dim == 2 else (7, 5.5))
+    fig = Figure(figsize=(13, 5.5) if dim == 2 else (7, 5.5))  # Agg, without touching pyplot's backend
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 2 if dim == 2 else 1, 1)
     _draw(ax, paths, labels, show, sources, sinks, L, axes=(0, 1))
     ax.set_xlabel("z")
@@ -35,7 +36,6 @@ def lines_png(result, sources, sinks, L, path, title="", max_lines=300):
     fig.suptitle(f"{title}  ({counts})" if title else counts)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _draw(ax, paths, labels, show, sources, sinks, L, axes):
@@ -49,6 +49,6 @@ def _draw(ax, paths, labels, show, sources, sinks, L, axes):
         ax.axvline(0, color="black", lw=1)
         ax.axvline(L, color="tab:green", lw=1)
         ax.add_artist(ax.legend(loc="upper left", fontsize=7))
-        ax.legend(handles=[plt.Line2D([], [], color=c, label=k) for k, c in COLOURS.items()],
+        ax.legend(handles=[Line2D([], [], color=c, label=k) for k, c in COLOURS.items()],
                   loc="lower right", fontsize=7)
 
