@@ -21,3 +21,13 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("physfield")
+
+
+def one_line_error(result):
+    """A click result that failed on bad input: exit status 2 and exactly one ``Error:`` line,
+    no traceback. Returns that line."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import one_line_error
 
 import physfield as pf
 from cli import physfield
@@ -19,14 +20,6 @@ FAST = ["--n", "32", "--lines", "48", "--steps", "30"]
 
 def invoke(*args):
     return CliRunner().invoke(physfield, list(args))
-
-
-def one_line_error(result):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1
-    return errors[0]
 
 
 def test_trace_strong_table_and_json():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import one_line_error
 
 import physfield as pf
 from cli import learn
@@ -19,14 +20,6 @@ TINY = ["--hidden", "32", "--depth", "2", "--emb", "8", "--batch", "64"]
 
 def invoke(*args):
     return CliRunner().invoke(learn, [str(a) for a in args])
-
-
-def one_line_error(result):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
