@@ -77,17 +77,8 @@ def fm_train(cfg, source, target, D, matcher_name, sigma):
         x0, x1 = (torch.from_numpy(pdata.sample(spec, cfg.batch, seed=[cfg.seed, step, side], dim=D)).float()
                   for side, spec in enumerate((source, target)))
         t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         loss = ((model(torch.cat([t[:, None], xt], dim=1)) - ut) ** 2).sum(dim=1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        decay = min(cfg.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), model.parameters()):
-                e.lerp_(p, 1 - decay)
+        train.optimise(model, ema, opt, loss, cfg, step)
     return ema.eval(), time.perf_counter() - t0
 
 

@@ -142,6 +142,23 @@ def _same_settings(old, new):
         raise ValueError(f"cannot resume: {diff[0]} was {old.get(diff[0])!r}, now {new[diff[0]]!r}")
 
 
+def optimise(model, ema, opt, loss, cfg, step):
+    """One optimiser step on ``loss``: linear warm-up of the learning rate over ``cfg.warmup``
+    steps, gradient-norm clipping at ``cfg.clip`` (0: none), Adam, then the EMA of the weights
+    with decay ``min(cfg.ema, (1 + step) / (10 + step))``."""
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    opt.step()
+    decay = min(cfg.ema, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
 def train(cfg, resume=False, progress=False):
     """Train per ``cfg`` (a :class:`TrainConfig`) into the folder ``cfg.out``; returns a
     :class:`TrainResult`. ``resume`` continues from ``out/checkpoint.pt`` (same settings apart
@@ -190,18 +207,8 @@ def train(cfg, resume=False, progress=False):
         bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=None if progress else True, desc="train")
         while step < cfg.steps:
             P, Y = (torch.from_numpy(a).to(cfg.device) for a in batches.get(step))
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
             loss = ((model(P) - Y) ** 2).sum(dim=1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            decay = min(cfg.ema, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), model.parameters()):
-                    e.lerp_(p, 1 - decay)
+            optimise(model, ema, opt, loss, cfg, step)
             losses.append(loss.item())
             step += 1
             bar.update(1)
