@@ -84,7 +84,8 @@ class StrongField:
         With ``return_ess`` also the effective number of pairs ``1 / sum_k w_k^2`` (0 outside).
 
         ``plan``: ``"paired"``, ``"independent"``, ``"optimal"``, ``"sinkhorn"`` or an
-        ``(N, M)`` array. ``backend``: ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``.
+        ``(N, M)`` array (a named OT plan is solved at every call: for repeated calls on the same
+        charges pass ``pf.plans.optimal(sources, sinks)`` once). ``backend``: ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``.
         ``method``: ``"auto"``, ``"direct"`` or ``"gemm"`` (see :mod:`physfield.engine`).
         """
         sources, sinks = validate.charges(sources, sinks)
