@@ -13,7 +13,10 @@ integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by
 
 A direction network may answer ``f_z <= 0`` (or a non-finite ``f``) where the true strong field
 never does: the line would reverse and ``f_x / f_z`` blow up. Such a stage gets slope 0 (the
-line holds its ``x`` for that stage) and is counted; the count of stage evaluations and of lines
+line holds its ``x`` for that stage) and is counted. A tiny positive ``f_z`` is as harmful (slopes
+of hundreds throw a line far away): a slope steeper than ``STEEP_FACTOR`` times the steepest
+target slope of the training cache (``steepest`` in the run record) is scaled down to that limit,
+direction kept, and counted with them; the count of stage evaluations and of lines
 affected is reported, so no NaN appears silently. Lines are started at the ``P`` samples
 themselves (``source`` spec of the run unless another is given), drawn with ``seed``.
 
@@ -59,6 +62,7 @@ METHODS = ("euler", "heun", "rk4")
 
 
 ARC_STATUS = ("arrived", "leaked", "reversed", "lost")
+STEEP_FACTOR = 2.0  # sampler slopes are capped at this times the steepest training target
 ARC_STEP_CAP = 10
 ARC_RADIUS = 10.0
 SUPPORT_DRAWS = 4096
@@ -89,24 +93,33 @@ class SampleResult:
             return text
         text = f"{s['n']} samples, {s['method']} with {s['steps']} steps from z={s['z0']:g} to z={s['z1']:g}"
         if s["fz_nonpositive"]:
-            text += (f"; WARNING: f_z <= 0 (or non-finite f) at {s['fz_nonpositive']} stage evaluations on "
-                     f"{s['lines_fz_nonpositive']} lines: those stages used slope 0")
+            text += (f"; WARNING: f_z <= 0, a non-finite f or a slope beyond {STEEP_FACTOR:g}x the steepest "
+                     f"target at {s['fz_nonpositive']} stage evaluations on {s['lines_fz_nonpositive']} lines: "
+                     "those stages used slope 0 or the limit")
         if s["nonfinite"]:
             text += f"; WARNING: {s['nonfinite']} samples are not finite"
         return text
 
 
-def slope_fn(model, velocity):
+def slope_fn(model, velocity, limit=None):
     """``(z, x) -> (slope, bad)``: the slope of the module docstring and the mask of stages where a
-    direction network had ``f_z <= 0`` or a non-finite output."""
+    direction network had ``f_z <= 0`` or a non-finite output, or where the slope was steeper than
+    ``limit`` (then scaled down to ``limit``, its direction kept)."""
 
     def slope(z, x):
         f = model(torch.cat([torch.full_like(x[:, :1], z), x], dim=1))
         if velocity:
-            return f, torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        ok = (f[:, 0] > 0) & torch.isfinite(f).all(dim=1)
-        s = torch.where(ok[:, None], f[:, 1:] / torch.where(ok, f[:, 0], 1.0)[:, None], 0.0)
-        return s, ~ok
+            s, bad = f, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        else:
+            ok = (f[:, 0] > 0) & torch.isfinite(f).all(dim=1)
+            s = torch.where(ok[:, None], f[:, 1:] / torch.where(ok, f[:, 0], 1.0)[:, None], 0.0)
+            bad = ~ok
+        if limit is not None:
+            norm = torch.linalg.vector_norm(s, dim=1)
+            steep = norm > limit
+            s = s * torch.where(steep, limit / torch.where(steep, norm, 1.0), 1.0)[:, None]
+            bad = bad | steep
+        return s, bad
 
     return slope
 
@@ -236,7 +249,8 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     if run.get("field", {}).get("kind") == "coulomb":
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
     velocity = run["train"]["target"] == "velocity"
-    x, bad, path = integrate(slope_fn(model, velocity), x, eps, L, steps, method, keep=trajectories)
+    limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None
+    x, bad, path = integrate(slope_fn(model, velocity, limit), x, eps, L, steps, method, keep=trajectories)
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),

@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,6 +39,7 @@ from . import data, models
 
 CHECKPOINT = "checkpoint.pt"
 RUN = "run.json"
+STEEPEST_ROWS = 1 << 16
 # settings that may change between a run and its resume
 RESUMABLE = ("steps", "checkpoint_every", "out", "targets")
 
@@ -133,7 +135,16 @@ def load_checkpoint(path):
 
 def _run_record(cfg, cache, net_spec):
     return {"train": asdict(cfg), "net": net_spec, "cache": dict(cache.attrs, n=len(cache)),
-            "field": cache.field_params}
+            "field": cache.field_params, "steepest": steepest_target(cache)}
+
+
+def steepest_target(cache):
+    """The steepest slope ``|u_x| / u_z`` of the exact field among the first ``STEEPEST_ROWS``
+    targets with ``u_z > 0`` (``None`` when there is none): the sampler takes no steeper step
+    than a few times this (:data:`learn.sample.STEEP_FACTOR`)."""
+    u = np.asarray(cache.targets[:STEEPEST_ROWS], dtype=np.float64)
+    u = u[u[:, 0] > 0]
+    return float((np.linalg.norm(u[:, 1:], axis=1) / u[:, 0]).max()) if len(u) else None
 
 
 def _same_settings(old, new):

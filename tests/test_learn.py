@@ -264,3 +264,37 @@ def test_bad_input_is_one_line(caches, tmp_path):
         cases.append((("train", "--targets", caches["toy"], "--out", tmp_path / "r5", "--device", "cuda"), "CUDA"))
     for args, needle in cases:
         assert needle in one_line_error(invoke(*args)), args
+
+
+def test_steep_slopes_are_capped_and_counted():
+    """A direction net with a tiny positive f_z would throw its lines away (slope 1e6): the slope
+    is scaled down to the limit, direction kept, and the stage counted."""
+    import torch
+
+    from learn.sample import integrate, slope_fn
+
+    class Flat(torch.nn.Module):
+        def forward(self, p):
+            f = torch.zeros_like(p)
+            f[:, 0] = 1e-6
+            f[:, 1] = 1.0
+            return f
+
+    x = torch.zeros(4, 2)
+    end, bad, _ = integrate(slope_fn(Flat(), False, limit=3.0), x, 0.0, 2.0, 10, "euler")
+    assert torch.allclose(end[:, 0], torch.full((4,), 6.0)) and torch.all(end[:, 1] == 0)
+    assert bad.tolist() == [10] * 4
+    free, bad, _ = integrate(slope_fn(Flat(), False), x, 0.0, 2.0, 10, "euler")
+    assert torch.allclose(free[:, 0], torch.full((4,), 2e6)) and bad.sum() == 0
+
+
+def test_run_record_knows_the_steepest_target(tmp_path):
+    """``steepest``: the largest |u_x| / u_z of the cache's targets, the sampler's slope scale."""
+    from learn.train import steepest_target
+
+    cache_path = tmp_path / "c.h5"
+    tg.generate(pf.StrongField(L=6, sigma0=1, d=0.5), "gaussian", "moons", 256, cache_path, batch=64)
+    with pf.targets.open_cache(cache_path) as cache:
+        u = cache.targets[:].astype(np.float64)
+        expected = (np.linalg.norm(u[:, 1:], axis=1) / u[:, 0]).max()
+        assert steepest_target(cache) == pytest.approx(expected)
