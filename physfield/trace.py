@@ -95,9 +95,12 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, eps=None, n
         raise ValueError(f"n_lines must be >= 1, got {n_lines}")
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    run = _trace_strong if field.kind == "strong" else _trace_coulomb
-    res = run(field, np.asarray(sources, np.float64), np.asarray(sinks, np.float64), plan, int(n_lines),
-              rng, locals(), progress)
+    A, B = np.asarray(sources, np.float64), np.asarray(sinks, np.float64)
+    if field.kind == "strong":
+        res = _trace_strong(field, A, B, plan, int(n_lines), rng, backend, progress, eps, n_steps)
+    else:
+        res = _trace_coulomb(field, A, B, plan, int(n_lines), rng, backend, progress, r0, h_max, R_max,
+                             max_steps, step_frac)
     zq = field.L * (np.arange(1, planes + 1) / (planes + 1))
     crossings = _net_crossings(res.paths, zq) / res.paths[0].shape[0]
     res.stats.update({
@@ -119,9 +122,9 @@ def _net_crossings(paths, zq):
     return moves.sum(axis=(0, 1)).astype(np.float64)
 
 
-def _trace_strong(fld, A, B, plan, n, rng, opts, progress):
+def _trace_strong(fld, A, B, plan, n, rng, backend, progress, eps, n_steps):
     L = fld.L
-    eps = opts["eps"] if opts["eps"] is not None else 1e-3 * L
+    eps = 1e-3 * L if eps is None else eps
     if not 0 < eps < L / 2:
         raise ValueError(f"eps must lie in (0, L/2), got {eps}")
     plan = plans.resolve(plan, A, B)  # once: an OT plan is not recomputed at every step
@@ -131,8 +134,7 @@ def _trace_strong(fld, A, B, plan, n, rng, opts, progress):
     a, b = A[I[pick]], B[J[pick]]
     sig_eps = fld.sigma(np.array([eps]))[0]
     x = a + eps / L * (b - a) + sig_eps * rng.standard_normal(a.shape)
-    zs = np.linspace(eps, L - eps, int(opts["n_steps"]) + 1)
-    backend = opts["backend"]
+    zs = np.linspace(eps, L - eps, int(n_steps) + 1)
     bad = np.zeros(n, bool)
 
     def slope(z, x):
@@ -168,7 +170,7 @@ def _trace_strong(fld, A, B, plan, n, rng, opts, progress):
     return TraceResult(endpoints=end, starts=paths[0], flags=flags, stats=stats, paths=paths)
 
 
-def _trace_coulomb(fld, A, B, plan, n, rng, opts, progress):
+def _trace_coulomb(fld, A, B, plan, n, rng, backend, progress, r0, h_max, R_max, max_steps, step_frac):
     L = fld.L
     D = A.shape[1]
     plan = plans.resolve(plan, A, B)
@@ -176,14 +178,13 @@ def _trace_coulomb(fld, A, B, plan, n, rng, opts, progress):
     charges = np.concatenate([np.column_stack([np.zeros(len(A)), A]), np.column_stack([np.full(len(B), L), B])])
     spread = float(np.ptp(charges, axis=0).max()) or 1.0
     nearest = _nearest_spacing(charges)
-    r0 = opts["r0"] if opts["r0"] is not None else 0.1 * min(nearest, L)
-    h_max = opts["h_max"] if opts["h_max"] is not None else 0.02 * (L + spread)
-    R_max = opts["R_max"] if opts["R_max"] is not None else 10 * (L + spread)
+    r0 = 0.1 * min(nearest, L) if r0 is None else r0
+    h_max = 0.02 * (L + spread) if h_max is None else h_max
+    R_max = 10 * (L + spread) if R_max is None else R_max
     centre = charges.mean(axis=0)
     src = rng.choice(len(A), size=n, p=alpha / alpha.sum())
     g = rng.standard_normal((n, D + 1))
     p = np.column_stack([np.zeros(n), A[src]]) + r0 * g / np.linalg.norm(g, axis=1, keepdims=True)
-    backend = opts["backend"]
     sink_pts = charges[len(A):]
 
     active = np.ones(n, bool)
@@ -197,12 +198,12 @@ def _trace_coulomb(fld, A, B, plan, n, rng, opts, progress):
     flags["reversed"] |= p[:, 0] <= 0
     active &= p[:, 0] > 0
     bar = tqdm(total=n, desc="tracing", disable=None if progress else True, leave=False)
-    for _ in range(int(opts["max_steps"])):
+    for _ in range(int(max_steps)):
         if not active.any():
             break
         q = p[active]
         d_near = np.sqrt(_sq_dist_min(q, charges))
-        h = np.minimum(h_max, opts["step_frac"] * d_near)[:, None]
+        h = np.minimum(h_max, step_frac * d_near)[:, None]
         k1 = direction(q)
         flags["reversed"][np.flatnonzero(active)[k1[:, 0] < 0]] = True
         k2 = direction(q + h / 2 * k1)
