@@ -57,7 +57,7 @@ import numpy as np
 # physfield before torch: physfield.cpu sets OMP_WAIT_POLICY for Numba's OpenMP workers, which
 # libgomp reads once, when the first library that uses it (torch's or Numba's) is loaded.
 import physfield as pf
-from physfield import cpu, engine, plans, strong, validate
+from physfield import cpu, engine, plans, simd, strong, validate
 
 import torch  # noqa: E402  (after physfield, see above)
 
@@ -285,8 +285,9 @@ def own_functions(module):
 
 #: physfield's call path whose exclusive time is reported: the public call, its helpers, and
 #: every function of the engine and of the CPU kernels (so the list follows the code)
-PROFILE_TARGETS = [(pf.StrongField, "direction"), (strong, "profile"), (validate, "charges"),
-                   (validate, "points"), (plans, "support")] + own_functions(engine) + own_functions(cpu)
+PROFILE_TARGETS = ([(pf.StrongField, "direction"), (strong, "profile"), (validate, "charges"),
+                   (validate, "points"), (plans, "support"), (simd, "pair_direct"), (simd, "pair_softmax_grid")]
+                   + own_functions(engine) + own_functions(cpu))
 
 
 def stage_profile(call, repeats):

@@ -2,6 +2,8 @@
 
 Every function here fills row ``p`` of its outputs for every point ``p`` (``numba.prange``);
 the GEMM products of the high-dimensional path are NumPy/BLAS calls in :mod:`physfield.engine`.
+``pair_direct`` is the exception: the vectorised passes of :mod:`physfield.simd` replace the
+scalar row body (whose libm ``exp`` per pair dominated it) with the same results.
 Compiled functions are cached on disk (``cache=True``), so only the first call of a new
 dtype pays for compilation.
 """
@@ -18,14 +20,14 @@ import functools  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
 import numba  # noqa: E402
+import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 from threadpoolctl import ThreadpoolController  # noqa: E402
 
-from . import rows  # noqa: E402
+from . import rows, simd  # noqa: E402
 
 _sq_dist_row = njit(cache=True)(rows.sq_dist_row)
 _pair_softmax_row = njit(cache=True)(rows.pair_softmax_row)
-_pair_direct_row = njit(cache=True)(rows.pair_direct_row)
 _weighted_offset_row = njit(cache=True)(rows.weighted_offset_row)
 _charge_weights_row = njit(cache=True)(rows.charge_weights_row)
 
@@ -37,15 +39,30 @@ def sq_dist(X, A, out):
 
 
 @njit(parallel=True, cache=True)
-def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
+def _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
     for p in prange(t.shape[0]):
         _pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
-@njit(parallel=True, cache=True)
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
+    """:func:`physfield.rows.pair_softmax_row` for every point; a plan on the full ``N x M`` grid
+    (in row-major order, as :func:`physfield.plans.support` lists a dense plan) goes to the
+    vectorised :func:`physfield.simd.pair_softmax_grid`."""
+    N, M = A.shape[0], B.shape[0]
+    if len(I) == N * M and bool((I == np.repeat(np.arange(N), M)).all()) and bool((J == np.tile(np.arange(M), N)).all()):
+        simd.pair_softmax_grid(t, inv2s2, X, A, B, alpha, beta, logw.reshape(N, M), gamma.reshape(N, M), refine,
+                               R, C, lse, ess)
+    else:
+        _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
+
+
 def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
-    for p in prange(t.shape[0]):
-        _pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+    """:func:`physfield.rows.pair_direct_row` for every point, by :func:`physfield.simd.pair_direct`
+    on the pairs' coordinates gathered as ``(D, K)`` rows."""
+    paired = len(I) == A.shape[0] == B.shape[0] and bool((I == J).all()) and bool((I == np.arange(len(I))).all())
+    AT = np.ascontiguousarray((A if paired else A[I]).T)
+    BT = np.ascontiguousarray((B if paired else B[J]).T)
+    simd.pair_direct(t, inv2s2, X, AT, BT, BT - AT, logw, off_a, off_b, lse, ess)
 
 
 @njit(parallel=True, cache=True)

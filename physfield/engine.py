@@ -16,7 +16,8 @@ Two ways to get the squared distances ``alpha_pi = |x_p - a_i|^2`` and the weigh
   ``delta`` in ``|rho|^2`` moves a strong-field log-weight by ``delta / (2 sigma(z)^2)``.
 
 Sparse plans in low ``D`` skip both: one fused pass over the pairs per point
-(:func:`physfield.rows.pair_direct_row`). Otherwise points are processed in chunks so the
+(:func:`physfield.rows.pair_direct_row`; on the CPU its vectorised form
+:func:`physfield.simd.pair_direct`). Otherwise points are processed in chunks so the
 ``(chunk, N + M)`` scratch arrays stay near ``CHUNK_ELEMENTS`` entries.
 """
 
@@ -139,7 +140,8 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
     Three ways, by ``D`` and the plan's number of pairs ``K``: direct and ``K <= N + M`` (paired,
     optimal): one fused pass over the pairs (:func:`physfield.rows.pair_direct_row`); otherwise
     the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
-    over pairs, then the offsets (direct or GEMM).
+    over pairs (on the CPU, a plan on the full grid by :func:`physfield.simd.pair_softmax_grid`),
+    then the offsets (direct or GEMM).
     """
     lse = xp.empty(len(X))
     ess = xp.empty(len(X))

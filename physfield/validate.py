@@ -21,9 +21,21 @@ def array(name, x, ndim):
         raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
     if 0 in x.shape:
         raise ValueError(f"{name} is empty (shape {x.shape})")
-    if not bool(xp.all(xp.isfinite(x))):
+    if not all_finite(xp, x):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
+
+
+def all_finite(xp, x):
+    """Whether every entry of ``x`` is finite. A finite sum proves it (a NaN or an Inf would
+    propagate), without the boolean temporary of ``isfinite``; a sum that overflows from finite
+    entries falls back to the entry-wise check."""
+    if x.dtype.kind in "iu":
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bool(xp.isfinite(x.sum())):
+            return True
+    return bool(xp.all(xp.isfinite(x)))
 
 
 def compute_dtype(*arrays):

@@ -131,3 +131,14 @@ def test_bad_plan_construction(make, args, word):
     with pytest.raises(ValueError, match=word) as err:
         make(A, B[:2], **args)
     assert "\n" not in str(err.value)
+
+
+def test_all_finite_survives_an_overflowing_sum():
+    from physfield.validate import all_finite
+
+    big = np.full((3, 2), 1e308)
+    assert all_finite(np, big)  # the sum overflows; every entry is finite
+    assert all_finite(np, np.full((2, 2), 3e38, np.float32))
+    for bad in (np.inf, -np.inf, np.nan):
+        assert not all_finite(np, with_value(big, bad))
+    assert all_finite(np, np.arange(6).reshape(2, 3))
