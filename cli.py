@@ -252,7 +252,7 @@ def learn():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--target", type=click.Choice(["direction", "velocity"]), default="direction", show_default=True,
-              help="regress the unit direction u, or the slope dx/dz = u_x/u_z.")
+              help="regress the unit direction u, or the slope dx/dt = L u_x/u_z (t = z/L).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True,
               help="MLP width; UNet channels (try 32).")

@@ -21,7 +21,8 @@ Rows (``--rows``):
 - ``EFM``: Coulomb field (``--L``), ``paired``, sampled by ``learn.sample.sample`` in arc length
   (same step count); only the lines that arrive inside ``Q``'s support are scored, the counts of
   arrived, leaked, reversed and lost lines are in the notes;
-- ``IFM L=40``: ``IFM`` at ``--L-far`` (default 40), everything else unchanged;
+- ``IFM L=40``: ``IFM`` at ``--L-far`` (default 40), everything else unchanged unless
+  ``--lam-far`` sets its lambda (``--d-half``: ``d = L/2`` at both distances);
 - ``CFM`` / ``OT-CFM``: torchcfm's ``ConditionalFlowMatcher`` and
   ``ExactOptimalTransportConditionalFlowMatcher`` (``--fm-sigma``): fresh source/target batches
   every step, the MLP regresses ``u_t`` at ``(t, x_t)`` with ``t`` fed in the ``z`` column
@@ -92,7 +93,8 @@ def fm_sample(model, x0, steps):
 def field_of(row, args, L):
     if row == "EFM":
         return pf.CoulombField(L), "paired"
-    return pf.StrongField(L, args.sigma0, min(args.d, L / 2)), "optimal" if row == "IFM-MB" else "paired"
+    d = L / 2 if args.d_half else min(args.d, L / 2)
+    return pf.StrongField(L, args.sigma0, d), "optimal" if row == "IFM-MB" else "paired"
 
 
 def run_row(row, source, target, D, args, work):
@@ -108,8 +110,9 @@ def run_row(row, source, target, D, args, work):
         return fm_sample(model, x0, args.sampler_steps), x0, None, secs, ""
     L = args.L_far if row.startswith("IFM L=") else args.L
     field, plan = field_of(row, args, L)
+    lam = args.lam_far if row.startswith("IFM L=") and args.lam_far is not None else args.lam
     gen = generate(field, source, target, args.steps * args.batch, cfg.targets, batch=args.batch, plan=plan,
-                   lam=args.lam, seed=args.seed, dim=D, resume=True)
+                   lam=lam, seed=args.seed, dim=D, resume=True)
     shutil.rmtree(cfg.out, ignore_errors=True)
     result = train.train(cfg)
     model, run = sample.load_model(cfg.out, weights=args.weights)
@@ -180,7 +183,12 @@ def main():
     p.add_argument("--L-far", type=float, default=40.0)
     p.add_argument("--sigma0", type=float, default=1.0)
     p.add_argument("--d", type=float, default=None, help="end length of the strong field (toys 0.5, digits 10)")
+    p.add_argument("--d-half", action="store_true",
+                   help="d = L/2 at every L (the pure sine bridge: the field lines in (z/L, x) do not depend on L)")
     p.add_argument("--lam", type=float, default=0.5)
+    p.add_argument("--lam-far", type=float, default=None,
+                   help="lambda of the L-far row (default --lam); the training noise is lambda sqrt(min(z, L - z)), "
+                        "so lambda sqrt(L / L_far) keeps it the same in units of z/L")
     p.add_argument("--fm-sigma", type=float, default=0.0)
     p.add_argument("--target", choices=("direction", "velocity"), default="direction",
                    help="regression target of the strong-field rows (EFM: always direction)")
@@ -198,7 +206,7 @@ def main():
     cmd = " ".join(["python bench/bench_learn.py", *os.sys.argv[1:]])
     print(f"command: `{cmd}`\n\nbudget: {args.steps} steps x batch {args.batch}, MLP {args.hidden}x{args.depth} "
           f"(emb {args.emb}), lr {args.lr}, EMA 0.999, {args.sampler_steps} Euler steps, {args.n} samples vs "
-          f"{args.n} reference draws; strong L={args.L:g} sigma0={args.sigma0:g} d={args.d:g} lambda={args.lam:g}; "
+          f"{args.n} reference draws; strong L={args.L:g} sigma0={args.sigma0:g} d={'L/2' if args.d_half else f'{args.d:g}'} lambda={args.lam:g}; "
           f"{args.target} target; torchcfm sigma={args.fm_sigma:g}; {args.weights} weights; torch {torch.__version__}, "
           f"{args.threads} thread(s); {os.cpu_count()} CPUs {platform.processor() or platform.machine()}\n",
           flush=True)

@@ -15,7 +15,10 @@ in ``buffer_bytes`` is read once into memory and treated as a single chunk, whic
 epoch a uniform random permutation of all rows.
 
 Targets: ``direction`` regresses the cached unit direction ``u = E/|E|`` (``D + 1`` numbers);
-``velocity`` regresses the slope ``dx/dz = u_x / u_z`` (``D`` numbers), with ``u_z`` floored at
+``velocity`` regresses the slope ``dx/dz = u_x / u_z`` in units of the normalised time
+``t = z / L``, i.e. ``dx/dt = L u_x / u_z`` (``D`` numbers): a line from ``a`` to ``b`` has
+``dx/dt ~ b - a`` at every ``L``, so the regression has the same scale whatever the plate distance
+(with ``dx/dz`` itself an error ``e`` of the network moves a sample by ``~ L e``). ``u_z`` is floored at
 ``VELOCITY_UZ_MIN`` so float32 rounding of an almost horizontal ``u`` never divides by zero (the
 slope is then capped at ``|u_x| / VELOCITY_UZ_MIN``). ``velocity`` needs a field with ``u_z > 0``
 (the strong field); a Coulomb cache is refused.
@@ -104,5 +107,5 @@ class Batches:
         """Batch ``k``: points and the regression target (see the module docstring)."""
         P, U = self.rows(k * self.batch, (k + 1) * self.batch)
         if self.target == "velocity":
-            U = U[:, 1:] / np.maximum(U[:, :1], VELOCITY_UZ_MIN)
+            U = np.float32(self.cache.attrs["L"]) * U[:, 1:] / np.maximum(U[:, :1], VELOCITY_UZ_MIN)
         return P, U

@@ -3,7 +3,7 @@
 The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope
 
     direction network:  s = f_x / f_z      (f = f(z, x) in R^{D+1})
-    velocity network:   s = f              (f in R^D, the slope itself)
+    velocity network:   s = f / L          (f in R^D, the slope dx/dt in t = z / L)
 
 integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by
 
@@ -101,15 +101,16 @@ class SampleResult:
         return text
 
 
-def slope_fn(model, velocity, limit=None):
-    """``(z, x) -> (slope, bad)``: the slope of the module docstring and the mask of stages where a
+def slope_fn(model, velocity, limit=None, L=1.0):
+    """``(z, x) -> (slope, bad)``: the slope of the module docstring (``L``: the plate distance a
+    velocity network's ``t = z / L`` refers to) and the mask of stages where a
     direction network had ``f_z <= 0`` or a non-finite output, or where the slope was steeper than
     ``limit`` (then scaled down to ``limit``, its direction kept)."""
 
     def slope(z, x):
         f = model(torch.cat([torch.full_like(x[:, :1], z), x], dim=1))
         if velocity:
-            s, bad = f, torch.zeros(len(x), dtype=torch.bool, device=x.device)
+            s, bad = f / L, torch.zeros(len(x), dtype=torch.bool, device=x.device)
         else:
             ok = (f[:, 0] > 0) & torch.isfinite(f).all(dim=1)
             s = torch.where(ok[:, None], f[:, 1:] / torch.where(ok, f[:, 0], 1.0)[:, None], 0.0)
@@ -250,7 +251,7 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
     velocity = run["train"]["target"] == "velocity"
     limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None
-    x, bad, path = integrate(slope_fn(model, velocity, limit), x, eps, L, steps, method, keep=trajectories)
+    x, bad, path = integrate(slope_fn(model, velocity, limit, L), x, eps, L, steps, method, keep=trajectories)
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),

@@ -2,7 +2,7 @@
 
 Step ``k`` (``k = 0, 1, ...``) on batch ``k`` of :class:`learn.data.Batches`::
 
-    loss_k  = mean_batch |f(z, x) - y|^2         y = u (direction) or u_x / u_z (velocity)
+    loss_k  = mean_batch |f(z, x) - y|^2         y = u (direction) or L u_x / u_z (velocity)
     lr_k    = lr * min(1, (k + 1) / warmup)       linear warm-up, then constant
     g       = grad loss_k, rescaled to norm <= clip (clip > 0)
     theta   <- Adam(theta, g, lr_k)

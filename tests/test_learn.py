@@ -80,7 +80,7 @@ def test_velocity_targets(caches):
     with tg.open_cache(caches["toy"]) as cache:
         P, U = data.Batches(cache, 32).get(0)
         _, V = data.Batches(cache, 32, target="velocity").get(0)
-        np.testing.assert_allclose(V, U[:, 1:] / U[:, :1], rtol=1e-6)
+        np.testing.assert_allclose(V, cache.attrs["L"] * U[:, 1:] / U[:, :1], rtol=1e-6)
     with tg.open_cache(caches["coulomb"]) as cache, pytest.raises(ValueError, match="strong"):
         data.Batches(cache, 32, target="velocity")
 
@@ -101,6 +101,27 @@ def test_integrator_convergence_order(method, order):
     slope = sample.slope_fn(Linear(), velocity=False)
     err = [float((sample.integrate(slope, x0, 0.0, 1.0, n, method)[0] - exact).abs().max()) for n in (10, 20)]
     assert np.log2(err[0] / err[1]) == pytest.approx(order, abs=0.2)
+
+
+class Constant(torch.nn.Module):
+    """Velocity network f = v everywhere."""
+
+    def __init__(self, v):
+        super().__init__()
+        self.v = torch.tensor(v, dtype=torch.float64)
+
+    def forward(self, p):
+        return self.v.expand(len(p), -1)
+
+
+@pytest.mark.parametrize("L", [1.0, 6.0, 40.0])
+def test_velocity_is_per_unit_of_z_over_L(L):
+    """A velocity network answers dx/dt, t = z / L: a constant v moves every line by v (L - z0) / L."""
+    x0 = torch.tensor([[0.5, -1.0], [2.0, 3.0]], dtype=torch.float64)
+    v = [1.5, -2.0]
+    x, bad, _ = sample.integrate(sample.slope_fn(Constant(v), True, L=L), x0, 0.25, L, 7, "heun")
+    np.testing.assert_allclose(x.numpy(), x0.numpy() + np.array(v) * (L - 0.25) / L, atol=1e-12)
+    assert int(bad.sum()) == 0
 
 
 class Reversing(torch.nn.Module):
