@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
-from . import backends, engine, plans, reference, validate
+from . import backends, bound, engine, plans, reference, validate
 
 
 def log_sphere_area(dim):
@@ -80,6 +80,11 @@ class CoulombField:
     def __repr__(self):
         return f"CoulombField(L={self.L})"
 
+    def bind(self, sources, sinks, plan="paired", backend="auto", method="auto"):
+        """This field for fixed charges and plan, prepared once for many :meth:`direction`
+        calls (:mod:`physfield.bound`): ``field.bind(A, B, plan).direction(points)``."""
+        return BoundCoulomb(self, sources, sinks, plan, backend, method)
+
     def direction(self, points, sources, sinks, plan="paired", backend="auto", method="auto",
                   return_ess=False):
         """Unit field direction and ``log|E|`` at ``points`` (``(n, D+1)``, column 0 = z).
@@ -88,38 +93,52 @@ class CoulombField:
         Where the field vanishes exactly (a null point) ``u = 0`` and ``log_norm = -inf``.
         With ``return_ess`` also the effective number of charges ``(sum_c m_c)^2 / sum_c m_c^2``,
         ``m_c = |q_c G(p - c)|`` each charge's magnitude there (between 1 and ``N + M``).
+        For repeated calls on the same charges use :meth:`bind`.
         """
-        sources, sinks = validate.charges(sources, sinks)
-        dim = sources.shape[1]
-        points = validate.points(points, dim)
-        backend = backends.resolve(backend)
-        gemm = engine.use_gemm(method, dim)
-        host = [backends.to_host(a) for a in (points, sources, sinks)]
-        alpha, beta = plans.marginals(plan, host[1], host[2])
-        hit = _on_charge(*host, self.L)
+        return self.bind(sources, sinks, plan, backend, method).direction(points, return_ess)
+
+    def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
+        """The field ``E`` itself, ``(n, D+1)`` float64 (may underflow or overflow at large D)."""
+        return self.bind(sources, sinks, plan, backend, method).field(points)
+
+
+class BoundCoulomb(bound.Bound):
+    """:meth:`CoulombField.bind`: the charges ``log q`` (the plan's marginals) and, for the fast
+    backends, the :func:`physfield.engine.plates` of the GEMM form, made once."""
+
+    def __init__(self, field, sources, sinks, plan="paired", backend="auto", method="auto"):
+        super().__init__(field, sources, sinks, backend, method)
+        self.host = [backends.to_host(a) for a in (self.sources, self.sinks)]
+        alpha, beta = plans.marginals(plan, *self.host)
+        with np.errstate(divide="ignore"):
+            self.log_qa, self.log_qb = np.log(alpha), np.log(beta)
+
+    def _prepare(self, xp, A, B):
+        return xp.asarray(self.log_qa), xp.asarray(self.log_qb), engine.plates(xp, A, B, self.gemm)
+
+    def direction(self, points, return_ess=False):
+        """:meth:`CoulombField.direction` at ``points`` for the bound charges and plan."""
+        L, dim, log_qa, log_qb = self.source_field.L, self.dim, self.log_qa, self.log_qb
+        points, dtype, xp, on_device = self._points(points)
+        host_points = backends.to_host(points)
+        hit = _on_charge(host_points, *self.host, L)
         if hit is not None:
             raise ValueError(f"point {hit} lies exactly on a charge: the Coulomb field is infinite there")
-        dtype = validate.compute_dtype(points, sources, sinks)
-        with np.errstate(divide="ignore"):
-            log_qa, log_qb = np.log(alpha), np.log(beta)
-
-        xp = backends.xp_for(backend)
-        on_device = backends.is_device_array(points)
+        A, B, prepared = self.charges(dtype)
         P = xp.ascontiguousarray(xp.asarray(points, dtype=dtype))
-        A = xp.ascontiguousarray(xp.asarray(sources, dtype=dtype))
-        B = xp.ascontiguousarray(xp.asarray(sinks, dtype=dtype))
-        if backend == "numpy":
-            log_scale, V, ess = reference.coulomb(P, A, B, log_qa, log_qb, self.L, log_sphere_area(dim))
+        if self.backend == "numpy":
+            log_scale, V, ess = reference.coulomb(P, A, B, log_qa, log_qb, L, log_sphere_area(dim))
         else:
-            k, _ = backends.kernels(backend)
+            k, _ = backends.kernels(self.backend)
+            qa, qb, plates = prepared
             z = P[:, 0].astype(np.float64)
-            shift, vz, vx, r2min, ess = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, self.L, A, B,
-                                                 xp.asarray(log_qa), xp.asarray(log_qb), gemm)
+            shift, vz, vx, r2min, ess = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, L, A, B,
+                                                             qa, qb, self.gemm, plates)
             V = xp.concatenate([vz[:, None].astype(dtype), vx], axis=1)
             log_scale = shift - log_sphere_area(dim)
             close = backends.to_host(xp.nonzero(r2min < R2_CLOSE)[0])
             if len(close):  # squared distances near underflow: the nearest charge alone, exactly
-                lc, vc, ec = _nearest_charge(host[0][close], host[1], host[2], log_qa, log_qb, self.L)
+                lc, vc, ec = _nearest_charge(host_points[close], *self.host, log_qa, log_qb, L)
                 log_scale[close] = xp.asarray(lc - log_sphere_area(dim))
                 V[close] = xp.asarray(vc.astype(dtype))
                 ess[close] = xp.asarray(ec)
@@ -131,13 +150,6 @@ class CoulombField:
         u = xp.where(nonzero[:, None], V / norm[:, None], 0.0).astype(dtype)
         with np.errstate(divide="ignore"):
             log_norm = log_scale + xp.log(big) + xp.log(norm)
-        if backend == "cupy" and not on_device:
+        if self.backend == "cupy" and not on_device:
             u, log_norm, ess = u.get(), log_norm.get(), ess.get()
         return (u, log_norm, ess) if return_ess else (u, log_norm)
-
-    def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
-        """The field ``E`` itself, ``(n, D+1)`` float64 (may underflow or overflow at large D)."""
-        u, log_norm = self.direction(points, sources, sinks, plan=plan, backend=backend, method=method)
-        xp = backends.array_module(u)
-        with np.errstate(over="ignore", invalid="ignore"):  # 0 * inf is masked to 0
-            return xp.where(u == 0, 0.0, u.astype(np.float64) * xp.exp(log_norm)[:, None])

@@ -129,7 +129,17 @@ def pair_sq_dists(k, xp, src, snk, I, J):
     return xp.einsum("kd,kd->k", diff, diff)
 
 
-def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
+def prepare_strong(k, xp, A, B, I, J, gemm):
+    """What :func:`strong_terms` needs of the charges alone, computed once for many calls:
+    ``None`` for the fused sparse path, else ``(sources, sinks, centre, gamma)`` (:func:`plates`,
+    :func:`pair_sq_dists`)."""
+    if not gemm and len(I) <= A.shape[0] + B.shape[0]:
+        return None
+    src, snk, centre = plates(xp, A, B, gemm)
+    return src, snk, centre, pair_sq_dists(k, xp, src, snk, I, J)
+
+
+def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
     """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the offsets
 
         off_a = sum_i R_i (x - a_i),   off_b = sum_j C_j (x - b_j)
@@ -141,7 +151,8 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
     optimal): one fused pass over the pairs (:func:`physfield.rows.pair_direct_row`); otherwise
     the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
     over pairs (on the CPU, a plan on the full grid by :func:`physfield.simd.pair_softmax_grid`),
-    then the offsets (direct or GEMM).
+    then the offsets (direct or GEMM). ``prepared``: :func:`prepare_strong` of the same charges
+    (computed here when not given).
     """
     lse = xp.empty(len(X))
     ess = xp.empty(len(X))
@@ -151,8 +162,9 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm):
     if not gemm and len(I) <= N + M:
         k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
         return lse, ess, off_a, off_b
+    prepared = prepare_strong(k, xp, A, B, I, J, gemm) if prepared is None else prepared
     with k.cores_to(len(X) * len(I) >= SERIAL_WORK) if gemm else nullcontext():
-        return _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b)
+        return _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b)
 
 
 def _by_chunk(k, xp, X, src, snk, centre, gemm):
@@ -164,10 +176,9 @@ def _by_chunk(k, xp, X, src, snk, centre, gemm):
         yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, src), *sq_dists(k, xp, Xs, Xc, snk))
 
 
-def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a, off_b):
+def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b):
     N, M = A.shape[0], B.shape[0]
-    src, snk, centre = plates(xp, A, B, gemm)
-    gamma = pair_sq_dists(k, xp, src, snk, I, J)
+    src, snk, centre, gamma = prepared
     refine = REFINE[np.dtype(X.dtype).char]
     for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
         R = xp.empty((len(Xs), N), dtype=X.dtype)
@@ -178,20 +189,22 @@ def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, lse, ess, off_a,
     return lse, ess, off_a, off_b
 
 
-def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
+def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared=None):
     """Per point: ``shift``, ``V = (V_z, V_x)`` with ``E = exp(shift) / |S^D| * V``, and the
     smallest squared distance to a charge ``r2min`` and the effective number of charges ``ess``,
 
         V = sum_i Wa_i (z, x - a_i) + sum_j Wb_j (z - L, x - b_j)
 
     (``Wa > 0`` source weights, ``Wb < 0`` sink weights, see :func:`physfield.rows.charge_weights_row`).
+    ``prepared``: :func:`plates` of the same charges (computed here when not given).
     """
+    prepared = plates(xp, A, B, gemm) if prepared is None else prepared
     with k.cores_to(False) if gemm else nullcontext():
-        return _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm)
+        return _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared)
 
 
-def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm):
-    src, snk, centre = plates(xp, A, B, gemm)
+def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared):
+    src, snk, centre = prepared
     N, M = A.shape[0], B.shape[0]
     half_d1 = (X.shape[1] + 1) / 2.0
     shift = xp.empty(len(X))

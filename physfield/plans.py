@@ -26,11 +26,16 @@ NAMES = ("paired", "independent", "optimal", "sinkhorn")
 SUM_TOL = 1e-6
 
 
-def paired(sources, sinks):
-    """``pi = I / N``, as a ``scipy.sparse.csr_array`` (pair ``i`` with ``i``)."""
+def _pair_count(sources, sinks):
     n, m = len(sources), len(sinks)
     if n != m:
         raise ValueError(f"plan 'paired' needs as many sources as sinks, got {n} and {m}")
+    return n
+
+
+def paired(sources, sinks):
+    """``pi = I / N``, as a ``scipy.sparse.csr_array`` (pair ``i`` with ``i``)."""
+    n = _pair_count(sources, sinks)
     return sp.csr_array(sp.eye_array(n, format="csr") / n)
 
 
@@ -131,6 +136,9 @@ def support(plan, sources, sinks, reg=0.05):
 
     ``K = N`` for ``paired``, ``N * M`` for ``independent``, ``<= N + M - 1`` for ``optimal``.
     """
+    if isinstance(plan, str) and plan == "paired":  # the diagonal of I / N, without building it
+        n = _pair_count(sources, sinks)
+        return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), np.full(n, np.log(1.0 / n))
     pi = resolve(plan, sources, sinks, reg=reg)
     if sp.issparse(pi):
         coo = sp.coo_array(pi)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -43,8 +44,12 @@ class Setup:
     def dim(self):
         return self.A.shape[1]
 
+    @cached_property
+    def bound(self):
+        return self.field.bind(self.A, self.B, plan=self.plan, backend=self.backend)
+
     def direction(self, points):
-        return self.field.direction(points, self.A, self.B, plan=self.plan, backend=self.backend)
+        return self.bound.direction(points)
 
 
 def finite(x):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backends, engine, plans, reference, validate
+from . import backends, bound, engine, plans, reference, validate
 
 #: points closer than ``Z_FLOOR * L`` to a plate are evaluated at that distance (the string is
 #: then ``~1e-12 L`` wide: numerically the plate itself), which keeps ``1/sigma^2`` finite.
@@ -74,6 +74,11 @@ class StrongField:
         """String width ``sigma(z)`` (for ``0 < z < L``)."""
         return profile(np.asarray(z, dtype=np.float64), self.L, self.sigma0, self.d)[0]
 
+    def bind(self, sources, sinks, plan="paired", backend="auto", method="auto"):
+        """This field for fixed charges and plan, prepared once for many :meth:`direction`
+        calls (:mod:`physfield.bound`): ``field.bind(A, B, plan).direction(points)``."""
+        return BoundStrong(self, sources, sinks, plan, backend, method)
+
     def direction(self, points, sources, sinks, plan="paired", backend="auto", method="auto",
                   return_ess=False):
         """Unit field direction and ``log|E|`` at ``points`` (``(n, D+1)``, column 0 = z).
@@ -84,25 +89,45 @@ class StrongField:
         With ``return_ess`` also the effective number of pairs ``1 / sum_k w_k^2`` (0 outside).
 
         ``plan``: ``"paired"``, ``"independent"``, ``"optimal"``, ``"sinkhorn"`` or an
-        ``(N, M)`` array (a named OT plan is solved at every call: for repeated calls on the same
-        charges pass ``pf.plans.optimal(sources, sinks)`` once). ``backend``: ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``.
+        ``(N, M)`` array. ``backend``: ``"auto"``, ``"numpy"``, ``"numba"``, ``"cupy"``.
         ``method``: ``"auto"``, ``"direct"`` or ``"gemm"`` (see :mod:`physfield.engine`).
+        For repeated calls on the same charges use :meth:`bind` (a named OT plan is then solved
+        once, not at every call).
         """
-        sources, sinks = validate.charges(sources, sinks)
-        dim = sources.shape[1]
-        points = validate.points(points, dim)
-        backend = backends.resolve(backend)
-        gemm = engine.use_gemm(method, dim)
-        I, J, logw = plans.support(plan, backends.to_host(sources), backends.to_host(sinks))
-        dtype = validate.compute_dtype(points, sources, sinks)
+        return self.bind(sources, sinks, plan, backend, method).direction(points, return_ess)
 
-        xp = backends.xp_for(backend)
-        on_device = backends.is_device_array(points)
+    def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
+        """The field ``E`` itself, ``(n, D+1)`` float64: ``exp(log_norm) * u``.
+
+        ``phi`` carries ``(2 pi sigma^2)^(-D/2)``, so this underflows to 0 (or overflows to inf
+        when ``2 pi sigma^2 < 1``) for large ``D``; use :meth:`direction` there.
+        """
+        return self.bind(sources, sinks, plan, backend, method).field(points)
+
+
+class BoundStrong(bound.Bound):
+    """:meth:`StrongField.bind`: the plan's support ``(I, J, log pi)`` and, for the fast
+    backends, :func:`physfield.engine.prepare_strong` of the charges, made once."""
+
+    def __init__(self, field, sources, sinks, plan="paired", backend="auto", method="auto"):
+        super().__init__(field, sources, sinks, backend, method)
+        self.I, self.J, self.logw = plans.support(plan, backends.to_host(self.sources),
+                                                  backends.to_host(self.sinks))
+
+    def _prepare(self, xp, A, B):
+        I, J, logw = (xp.asarray(a) for a in (self.I, self.J, self.logw))
+        k, _ = backends.kernels(self.backend)
+        return I, J, logw, engine.prepare_strong(k, xp, A, B, I, J, self.gemm)
+
+    def direction(self, points, return_ess=False):
+        """:meth:`StrongField.direction` at ``points`` for the bound charges and plan."""
+        f = self.source_field
+        points, dtype, xp, on_device = self._points(points)
+        A, B, prepared = self.charges(dtype)
+        dim = self.dim
         P = xp.asarray(points, dtype=dtype)
-        A = xp.ascontiguousarray(xp.asarray(sources, dtype=dtype))
-        B = xp.ascontiguousarray(xp.asarray(sinks, dtype=dtype))
         z = P[:, 0].astype(np.float64)
-        mask = (z > 0) & (z < self.L)
+        mask = (z > 0) & (z < f.L)
         # a slice when every point is inside (the usual case): no gather and scatter copies
         inside = slice(None) if bool(mask.all()) else xp.nonzero(mask)[0]
 
@@ -110,22 +135,22 @@ class StrongField:
         log_norm = xp.full(len(P), -np.inf)
         ess = xp.zeros(len(P))
         if bool(mask.any()):
-            zi = xp.clip(z[inside], Z_FLOOR * self.L, self.L * (1 - Z_FLOOR))
+            zi = xp.clip(z[inside], Z_FLOOR * f.L, f.L * (1 - Z_FLOOR))
             X = xp.ascontiguousarray(P[inside, 1:])
-            t = zi / self.L
-            sigma, s = profile(zi, self.L, self.sigma0, self.d)
+            t = zi / f.L
+            sigma, s = profile(zi, f.L, f.sigma0, f.d)
             log_gauss = -dim / 2 * xp.log(2 * np.pi * sigma**2)
-            if backend == "numpy":
-                log_ez, slope, ess_in = reference.strong(X, t, sigma, s, A, B, I, J, logw, self.L)
+            if self.backend == "numpy":
+                log_ez, slope, ess_in = reference.strong(X, t, sigma, s, A, B, self.I, self.J, self.logw, f.L)
             else:
-                k, _ = backends.kernels(backend)
-                I_, J_, logw_ = xp.asarray(I), xp.asarray(J), xp.asarray(logw)
+                k, _ = backends.kernels(self.backend)
+                I, J, logw, pair_prep = prepared
                 lse, ess_in, off_a, off_b = engine.strong_terms(
-                    k, xp, X, t, 0.5 / sigma**2, A, B, I_, J_, logw_, gemm)
+                    k, xp, X, t, 0.5 / sigma**2, A, B, I, J, logw, self.gemm, pair_prep)
                 log_ez = lse + log_gauss
                 slope = off_a
-                slope *= (1 / self.L + s * (1 - t))[:, None]
-                off_b *= (s * t - 1 / self.L)[:, None]
+                slope *= (1 / f.L + s * (1 - t))[:, None]
+                off_b *= (s * t - 1 / f.L)[:, None]
                 slope += off_b
             sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
             u0 = 1 / xp.sqrt(1 + sq)
@@ -134,17 +159,7 @@ class StrongField:
             u[inside, 1:] = slope
             log_norm[inside] = log_ez + 0.5 * xp.log1p(sq)
             ess[inside] = ess_in
-        if backend == "cupy" and not on_device:
+        if self.backend == "cupy" and not on_device:
             u, log_norm, ess = u.get(), log_norm.get(), ess.get()
         return (u, log_norm, ess) if return_ess else (u, log_norm)
 
-    def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
-        """The field ``E`` itself, ``(n, D+1)`` float64: ``exp(log_norm) * u``.
-
-        ``phi`` carries ``(2 pi sigma^2)^(-D/2)``, so this underflows to 0 (or overflows to inf
-        when ``2 pi sigma^2 < 1``) for large ``D``; use :meth:`direction` there.
-        """
-        u, log_norm = self.direction(points, sources, sinks, plan=plan, backend=backend, method=method)
-        xp = backends.array_module(u)
-        with np.errstate(over="ignore", invalid="ignore"):  # 0 * inf is masked to 0
-            return xp.where(u == 0, 0.0, u.astype(np.float64) * xp.exp(log_norm)[:, None])

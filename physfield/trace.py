@@ -136,9 +136,10 @@ def _trace_strong(fld, A, B, plan, n, rng, backend, progress, eps, n_steps):
     x = a + eps / L * (b - a) + sig_eps * rng.standard_normal(a.shape)
     zs = np.linspace(eps, L - eps, int(n_steps) + 1)
     bad = np.zeros(n, bool)
+    bound = fld.bind(A, B, plan=plan, backend=backend)
 
     def slope(z, x):
-        u, _ = fld.direction(np.column_stack([np.full(len(x), z), x]), A, B, plan=plan, backend=backend)
+        u, _ = bound.direction(np.column_stack([np.full(len(x), z), x]))
         bad[u[:, 0] <= 0] = True
         return u[:, 1:] / np.where(u[:, :1] > 0, u[:, :1], 1.0)
 
@@ -191,8 +192,10 @@ def _trace_coulomb(fld, A, B, plan, n, rng, backend, progress, r0, h_max, R_max,
     flags = {k: np.zeros(n, bool) for k in ("arrived", "reversed", "leaked", "lost")}
     paths = [p.copy()]
 
+    bound = fld.bind(A, B, plan=plan, backend=backend)
+
     def direction(q):
-        u, _ = fld.direction(q, A, B, plan=plan, backend=backend)
+        u, _ = bound.direction(q)
         return u
 
     flags["reversed"] |= p[:, 0] <= 0

@@ -257,9 +257,14 @@ def reversing(direction, P, L):
 
 
 def broken(base, change):
+    """``base`` with ``change`` applied to every direction it gives (``direction`` and ``bind``
+    alike: ``direction`` goes through ``bind``)."""
     class Broken(base):
-        def direction(self, points, *args, **kwargs):
-            return change(lambda P: base.direction(self, P, *args, **kwargs), points, self.L)
+        def bind(self, *args, **kwargs):
+            bound = base.bind(self, *args, **kwargs)
+            exact = bound.direction
+            bound.direction = lambda points, return_ess=False: change(exact, points, self.L)
+            return bound
 
     return Broken
 
