@@ -59,9 +59,8 @@ def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, 
 def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
     """:func:`physfield.rows.pair_direct_row` for every point, by :func:`physfield.simd.pair_direct`
     on the pairs' coordinates gathered as ``(D, K)`` rows."""
-    paired = len(I) == A.shape[0] == B.shape[0] and bool((I == J).all()) and bool((I == np.arange(len(I))).all())
-    AT = np.ascontiguousarray((A if paired else A[I]).T)
-    BT = np.ascontiguousarray((B if paired else B[J]).T)
+    AT = np.ascontiguousarray(A[I].T)
+    BT = np.ascontiguousarray(B[J].T)
     simd.pair_direct(t, inv2s2, X, AT, BT, BT - AT, logw, off_a, off_b, lse, ess)
 
 

@@ -86,6 +86,13 @@ def exp_nonpositive(x, out, scale):
         out[k] = out[k] * scale[k] if x[k] > EXP_FLOOR else 0.0
 
 
+@njit(cache=True)
+def _scratch(n):
+    """Per-thread scratch of the pair kernels: logits, exponentials and the exp's bit buffer
+    (``n`` each), and the ``LANES`` partial maxima of :func:`_max`."""
+    return np.empty(n), np.empty(n), np.empty(n), np.empty(LANES)
+
+
 @njit(cache=True, fastmath=_REDUCE)
 def _max(l, lanes):
     """``max l`` over ``LANES`` interleaved partial maxima (``lanes``: scratch of that length),
@@ -152,10 +159,7 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
     K = logw.shape[0]
     D = X.shape[1]
     for p in prange(X.shape[0]):
-        l = np.empty(BLOCK)
-        e = np.empty(BLOCK)
-        scale = np.empty(BLOCK)
-        lanes = np.empty(LANES)
+        l, e, scale, lanes = _scratch(BLOCK)
         oa = np.zeros(D)
         ob = np.zeros(D)
         x = X[p]
@@ -242,10 +246,7 @@ def pair_softmax_grid(t, inv2s2, X, A, B, alpha, beta, logw, gamma, refine, R, C
     """
     N, M = logw.shape
     for p in prange(X.shape[0]):
-        l = np.empty(M)
-        e = np.empty(M)
-        scale = np.empty(M)
-        lanes = np.empty(LANES)
+        l, e, scale, lanes = _scratch(M)
         rowmax = np.empty(N)
         tp = t[p]
         h = inv2s2[p]
