@@ -6,9 +6,11 @@
     physfield trace --field strong --sweep-L 6,20,40    # both fields as L grows
     physfield targets --field strong --n 100000 -o cache.h5   # training targets to HDF5
 
-``check`` draws ``--n`` sources and sinks from the data specs (``physfield.data``), builds the field
-and plan, measures the properties of SPEC sections 2 and 3 (:mod:`physfield.report`) and
-marks each one: ``pass``/``fail`` for what the field claims, ``measured`` for facts that are
+A field is a registered name (``strong``, ``coulomb``) or ``module:Class``, a user's importable
+field class (:mod:`physfield.fields`); ``--L``, ``--sigma0``, ``--d`` and ``--param NAME=VALUE``
+are passed to its constructor. ``check`` draws ``--n`` sources and sinks from the data specs
+(``physfield.data``), builds the field and plan, measures its properties (:mod:`physfield.report`)
+and marks each one: ``pass``/``fail`` for what the field claims, ``measured`` for facts that are
 no claim (the Coulomb field's reversal and leakage). Exit status: 0 when every claimed property
 holds, 1 when one fails, 2 on bad input (a one-line ``Error: ...``).
 """
@@ -22,11 +24,14 @@ import time
 import click
 import numpy as np
 
+from physfield.kernels.backend import NAMES as BACKENDS
+from physfield.plans import NAMES as PLANS
+
 
 def table(report):
     """The human-readable report: a header, aligned rows, a verdict line."""
     f, c = report["field"], report["config"]
-    params = " ".join(f"{k}={v:g}" for k, v in f.items() if k != "kind")
+    params = " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in f.items() if k != "kind")
     lines = [f"physfield check: {f['kind']} field, {params}",
              (f"data: {c['source']} -> {c['target']}, D={c['dim']}, n={c['n']} per side, plan={c['plan']}, "
               f"seed={c['seed']}, backend={c['backend']}"), ""]
@@ -56,16 +61,33 @@ def one_line_errors(fn):
     return wrapper
 
 
-def build_field(kind, L, sigma0, d):
-    """The field of ``--field`` with its parameters (``--sigma0``/``--d`` only for strong)."""
-    import physfield as pf
+def parse_params(items):
+    """``("NAME=VALUE", ...)`` of ``--param`` -> a dict; numbers become floats (ints when whole)."""
+    params = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip().isidentifier():
+            raise ValueError(f"--param takes NAME=VALUE, got {item!r}")
+        try:
+            number = float(value)
+            params[name.strip()] = int(number) if number.is_integer() and "." not in value and "e" not in value.lower() \
+                else number
+        except ValueError:
+            params[name.strip()] = value
+    return params
 
-    if kind == "coulomb":
-        if sigma0 is not None or d is not None:
-            raise click.UsageError("--sigma0 and --d belong to --field strong")
-        return pf.CoulombField(L=L)
-    given = {k: v for k, v in (("sigma0", sigma0), ("d", d)) if v is not None}
-    return pf.StrongField(L=L, **given)
+
+def build_field(spec, L, params, only_known=False):
+    """The field ``spec`` (registered name or ``module:Class``) with ``L`` and the given parameters
+    (``None`` values are left to the field's defaults). ``only_known``: pass each field only the
+    parameters it takes (several fields built from one command line)."""
+    from physfield import fields
+
+    cls = fields.get(spec)
+    given = {k: v for k, v in params.items() if v is not None}
+    if only_known:
+        given = {k: v for k, v in given.items() if k in cls.parameter_names()}
+    return fields.build(spec, L=L, **given)
 
 
 def draw_data(source, target, n, dim, seed):
@@ -81,21 +103,22 @@ def draw_data(source, target, n, dim, seed):
 def field_options(f):
     """The options that choose a field and its data, shared by check and trace."""
     options = [
-        click.option("--field", "kind", type=click.Choice(["strong", "coulomb"]), required=True,
-                     help="strong: the IFM field; coulomb: the EFM capacitor."),
+        click.option("--field", "spec", required=True, metavar="NAME|module:Class",
+                     help="strong (IFM), coulomb (EFM capacitor), or a user field class module:Class."),
         click.option("--source", default="gaussian", show_default=True, help="data spec of the sources on z = 0."),
         click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L."),
         click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension D [default: that of the data]."),
         click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="charges per side."),
-        click.option("--plan", type=click.Choice(["paired", "independent", "optimal", "sinkhorn"]),
+        click.option("--plan", type=click.Choice(PLANS),
                      default="paired", show_default=True),
         click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance."),
         click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0]."),
         click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: 0.5]."),
+        click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
+                     help="a parameter of the field's constructor (repeatable)."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="seeds the data and the random points."),
-        click.option("--backend", type=click.Choice(["auto", "numpy", "numba", "cupy"]), default="auto",
-                     show_default=True),
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True),
         click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only."),
     ]
     for option in reversed(options):
@@ -111,18 +134,18 @@ def physfield():
 @physfield.command()
 @field_options
 @one_line_errors
-def check(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_json):
+def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json):
     """Measure a field's properties and mark each one pass or fail.
 
     The field is built between --n samples of --source (z = 0) and of --target (z = L).
-    Strong: flux through planes = 1, E_z > 0 inside, E = 0 outside, zero divergence.
-    Coulomb: Gauss's law and zero divergence; reversal and leakage are measured.
+    Every property is measured; those the field claims are marked pass or fail (strong: all of
+    them; coulomb: Gauss's law and zero divergence, its reversal and leakage are measured).
     Exit status: 0 all claimed properties hold, 1 one fails, 2 bad input.
     """
     from physfield import report as checks_report
 
     start = time.perf_counter()
-    field = build_field(kind, L, sigma0, d)
+    field = build_field(spec, L, {"sigma0": sigma0, "d": d, **parse_params(extra)})
     A, B, probe_seed = draw_data(source, target, n, dim, seed)
     rows, used = checks_report.measure(field, A, B, plan, backend, probe_seed)
     report = {
@@ -156,12 +179,13 @@ def trace_table(rows):
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write a PNG of the lines in the (z, x1) plane (and in 3-D for D = 2).")
 @click.option("--sweep-L", "sweep", default=None,
-              help="comma-separated plate distances: trace BOTH fields on the same data at each L.")
+              help="comma-separated plate distances: trace the field(s) on the same data at each L.")
 @one_line_errors
-def trace(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_json, lines, steps, plot, sweep):
-    """Trace field lines and report how they end (SPEC section 4).
+def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json, lines, steps, plot, sweep):
+    """Trace field lines and report how they end.
 
-    Lines start flux-weighted just above P. Reported: the fractions that arrive at Q, reverse
+    --field may list several fields, comma-separated (strong,coulomb): each is traced on the same
+    data. Lines start flux-weighted just above P. Reported: the fractions that arrive at Q, reverse
     (E_z < 0 or back through z = 0), leak (past z = L) or are lost; straightness (length /
     end-to-end distance); the flux error over planes; W2 between endpoints and Q.
     """
@@ -171,14 +195,15 @@ def trace(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_js
     if not Ls:
         raise ValueError("--sweep-L needs at least one plate distance")
     A, B, line_seed = draw_data(source, target, n, dim, seed)
-    kinds = [kind] if sweep is None else ["strong", "coulomb"]
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    params = {"sigma0": sigma0, "d": d, **parse_params(extra)}
     rows, results = [], []
     for L_ in Ls:
-        for k in kinds:
-            field = build_field(k, L_, sigma0 if k == "strong" else None, d if k == "strong" else None)
+        for name in specs:
+            field = build_field(name, L_, params, only_known=len(specs) > 1)
             res = pf.trace(field, A, B, plan=plan, n_lines=lines, seed=line_seed, n_steps=steps,
                            keep_paths=plot is not None, backend=backend, progress=not as_json)
-            rows.append({"field": k, "L": L_, **res.stats})
+            rows.append({"field": name, "L": L_, **res.stats})
             results.append((field, res))
     if plot is not None:
         from physfield import plot as plotting
@@ -197,28 +222,31 @@ def trace(kind, source, target, dim, n, plan, L, sigma0, d, seed, backend, as_js
 
 
 @physfield.command()
-@click.option("--field", "kind", type=click.Choice(["strong", "coulomb"]), required=True)
+@click.option("--field", "spec", required=True, metavar="NAME|module:Class",
+              help="strong (IFM), coulomb (EFM capacitor), or a user field class module:Class.")
 @click.option("--source", default="gaussian", show_default=True, help="data spec of the sources on z = 0.")
 @click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L.")
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension of gaussian specs.")
 @click.option("--n", type=click.IntRange(min=1), required=True, help="training points to store.")
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="pairs per minibatch B.")
-@click.option("--plan", type=click.Choice(["paired", "independent", "optimal", "sinkhorn"]), default="paired",
+@click.option("--plan", type=click.Choice(PLANS), default="paired",
               show_default=True, help="minibatch coupling; optimal = IFM-MB.")
 @click.option("--reg", type=float, default=0.05, show_default=True, help="sinkhorn regularisation (relative).")
 @click.option("--lambda", "lam", type=float, default=0.5, show_default=True, help="noise of the training points.")
 @click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance.")
 @click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0].")
 @click.option("--d", type=float, default=None, help="end length (strong) [default: 0.5].")
+@click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
+              help="a parameter of the field's constructor (repeatable).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "numpy", "numba", "cupy"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="cache file [default: data/<field>_<source>_<target>.h5].")
 @click.option("--resume", is_flag=True, help="extend an existing cache with the same attributes to --n points.")
 @click.option("--overwrite", is_flag=True, help="replace an existing cache.")
 @click.option("--store-pairs", is_flag=True, help="keep every minibatch (verification mode).")
 @one_line_errors
-def targets(kind, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, seed, backend, out, resume,
+def targets(spec, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, extra, seed, backend, out, resume,
             overwrite, store_pairs):
     """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5."""
     import re
@@ -226,9 +254,9 @@ def targets(kind, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, s
     from physfield import targets as tg
 
     if out is None:
-        slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (kind, source, target))
+        slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (spec, source, target))
         out = f"data/{slug}.h5"
-    field = build_field(kind, L, sigma0, d)
+    field = build_field(spec, L, {"sigma0": sigma0, "d": d, **parse_params(extra)})
     result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, lam=lam, seed=seed, reg=reg,
                          dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
                          progress=True)
@@ -301,12 +329,12 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     """
     import torch
 
-    from learn.sample import load_model, sample
+    from learn.sample import lines_of, load_model, sample
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda asked but torch sees no CUDA device")
     model, run = load_model(checkpoint, weights, device)
-    if run.get("field", {}).get("kind") != "coulomb" and (max_steps is not None or radius is not None):
+    if lines_of(run) != "arc" and (max_steps is not None or radius is not None):
         raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
     result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius)
     np.save(out, result.samples)

@@ -57,10 +57,13 @@ from collections import defaultdict
 import numba
 import numpy as np
 
-# physfield before torch: physfield.cpu sets OMP_WAIT_POLICY for Numba's OpenMP workers, which
+# physfield before torch: physfield.kernels.numba_cpu sets OMP_WAIT_POLICY for Numba's OpenMP workers, which
 # libgomp reads once, when the first library that uses it (torch's or Numba's) is loaded.
 import physfield as pf
-from physfield import cpu, engine, plans, simd, strong, validate
+from physfield import plans, validate
+from physfield.fields.gaussian_path import BoundGaussianPath
+from physfield.kernels import Backend, engine, simd
+from physfield.kernels import numba_cpu as cpu
 
 import torch  # noqa: E402  (after physfield, see above)
 
@@ -94,7 +97,7 @@ class Case:
         z = rng.uniform(0.05 * L, 0.95 * L, self.n)
         k = rng.integers(0, len(self.I), self.n)
         t = (z / L)[:, None]
-        sigma = strong.profile(z, L, FIELD["sigma0"], FIELD["d"])[0]
+        sigma = pf.StrongField(**FIELD).widths(z)[0]
         X = (1 - t) * self.A[self.I[k]] + t * self.B[self.J[k]] + sigma[:, None] * rng.standard_normal((self.n, D))
         self.P = np.column_stack([z, X])
         self.rng = rng
@@ -116,7 +119,7 @@ class Case:
     def torch_inputs(self, I, J, logw, dtype):
         """Baseline inputs: ``X, t, sigma, s, a = A[I], b = B[J], log pi`` as torch tensors."""
         z = self.P[:, 0]
-        sigma, s = strong.profile(z, FIELD["L"], FIELD["sigma0"], FIELD["d"])
+        sigma, s = pf.StrongField(**FIELD).widths(z)
         arrays = (self.P[:, 1:], z / FIELD["L"], sigma, s, self.A[I], self.B[J], logw)
         return [torch.as_tensor(np.ascontiguousarray(a), dtype=dtype) for a in arrays]
 
@@ -288,7 +291,8 @@ def own_functions(module):
 
 #: physfield's call path whose exclusive time is reported: the public call, its helpers, and
 #: every function of the engine and of the CPU kernels (so the list follows the code)
-PROFILE_TARGETS = ([(pf.StrongField, "direction"), (strong, "profile"), (validate, "charges"),
+PROFILE_TARGETS = ([(pf.StrongField, "direction"), (BoundGaussianPath, "direction"), (pf.StrongField, "widths"),
+                    (Backend, "gaussian_path"), (validate, "charges"),
                    (validate, "points"), (plans, "support"), (simd, "pair_direct"), (simd, "pair_softmax_grid")]
                    + own_functions(engine) + own_functions(cpu))
 

@@ -1,4 +1,4 @@
-"""learn: the torch learner and sampler of physfield's fields (SPEC section 6).
+"""learn: the torch learner and sampler of physfield's fields (the README's "Learning the field").
 
     learn train  --targets cache.h5 --out RUN --steps 2000     # f(z, x) regresses the cached targets
     learn sample --checkpoint RUN --n 2000 -o samples.npy      # follow dx/dz = f_x / f_z from P to Q

@@ -20,13 +20,16 @@ Targets: ``direction`` regresses the cached unit direction ``u = E/|E|`` (``D + 
 ``dx/dt ~ b - a`` at every ``L``, so the regression has the same scale whatever the plate distance
 (with ``dx/dz`` itself an error ``e`` of the network moves a sample by ``~ L e``). ``u_z`` is floored at
 ``VELOCITY_UZ_MIN`` so float32 rounding of an almost horizontal ``u`` never divides by zero (the
-slope is then capped at ``|u_x| / VELOCITY_UZ_MIN``). ``velocity`` needs a field with ``u_z > 0``
-(the strong field); a Coulomb cache is refused.
+slope is then capped at ``|u_x| / VELOCITY_UZ_MIN``). ``velocity`` needs a field with ``u_z > 0``,
+one whose lines are followed in ``z`` (``field.lines == "z"``: the strong field); a Coulomb cache
+is refused.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from physfield import fields
 
 TARGETS = ("direction", "velocity")
 BUFFER_BYTES = 1 << 30
@@ -45,8 +48,9 @@ class Batches:
 
     def __init__(self, cache, batch, seed=0, target="direction", buffer_bytes=BUFFER_BYTES):
         output_dim(cache.D, target)
-        if target == "velocity" and cache.field_params.get("kind") != "strong":
-            raise ValueError("--target velocity needs a strong-field cache (u_z > 0); use direction")
+        if target == "velocity" and fields.from_params(cache.field_params).lines != "z":
+            raise ValueError(f"--target velocity needs a field with u_z > 0 (lines followed in z), not "
+                             f"{cache.field_params['kind']}; use direction")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
         self.cache, self.batch, self.seed, self.target = cache, batch, int(seed), target

@@ -1,7 +1,7 @@
 """Distances between generated samples and held-out reference samples of ``Q``.
 
 - ``W2``: exact 2-Wasserstein distance of the two empirical measures (uniform weights), POT
-  ``emd2`` on the squared Euclidean cost, then the square root (``physfield.trace.w2``).
+  ``emd2`` on the squared Euclidean cost, then the square root (``physfield.metrics.w2``).
 - ``MMD``: ``sqrt(max(0, MMD^2))`` with the biased (V-statistic) estimate
 
       MMD^2 = mean k(x, x') + mean k(y, y') - 2 mean k(x, y),
@@ -31,7 +31,7 @@ import numpy as np
 from scipy.spatial.distance import cdist, pdist
 
 from physfield import data as pdata
-from physfield.trace import w2
+from physfield.metrics import w2
 
 EVAL_SEED = 20240605
 

@@ -20,8 +20,9 @@ direction kept, and counted with them; the count of stage evaluations and of lin
 affected is reported, so no NaN appears silently. Lines are started at the ``P`` samples
 themselves (``source`` spec of the run unless another is given), drawn with ``seed``.
 
-Coulomb runs (EFM, run field kind ``coulomb``): the learned direction may turn back, so lines
-are followed in arc length ``tau`` instead of ``z``::
+Runs of a field whose lines are followed in arc length (``field.lines == "arc"``, the Coulomb
+field of EFM): the learned direction may turn back, so lines are followed in ``tau`` instead of
+``z``::
 
     dp/dtau = f(p) / |f(p)|,   p = (z, x) in R^{D+1},   p(0) = (eps, a),  a ~ P
 
@@ -220,6 +221,14 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     return status, p, fz_negative, done, path
 
 
+def lines_of(run):
+    """How the lines of the run's field are followed, ``"z"`` or ``"arc"`` (the field's ``lines``);
+    the field is rebuilt from the parameters its cache recorded."""
+    from physfield import fields
+
+    return fields.from_params(run["field"]).lines
+
+
 def load_model(checkpoint, weights="ema", device="cpu"):
     """``(model, run record)`` from a checkpoint (folder or file); ``weights``: ``ema`` or ``raw``."""
     if weights not in ("ema", "raw"):
@@ -247,7 +256,7 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     source = cache["source"] if source is None else source
     x0 = pdata.sample(source, n, seed=seed, dim=D)
     x = torch.from_numpy(x0.astype(np.float32)).to(device)
-    if run.get("field", {}).get("kind") == "coulomb":
+    if lines_of(run) == "arc":
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
     velocity = run["train"]["target"] == "velocity"
     limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None

@@ -1,4 +1,4 @@
-"""Regress the cached field targets with a network ``f(z, x)`` (SPEC section 6).
+"""Regress the cached field targets with a network ``f(z, x)`` (the README's "Learning the field").
 
 Step ``k`` (``k = 0, 1, ...``) on batch ``k`` of :class:`learn.data.Batches`::
 

@@ -4,14 +4,17 @@
     strong = pf.StrongField(L=6.0, sigma0=1.0, d=0.5)
     u, log_norm = strong.direction(points, sources, sinks, plan="independent")
 
-See ``SPEC.md`` sections 1-3 and 8 for the mathematics and the public surface.
+Subpackages: :mod:`physfield.fields` (the field protocol, the registry and the fields),
+:mod:`physfield.kernels` (backends and the kernels behind them). Modules: ``plans``, ``data``,
+``trace`` (field lines), ``checks`` and ``report`` (``physfield check``), ``targets`` (the HDF5
+training cache), ``metrics`` (``w2``). The mathematics is in the README.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, plans, targets
-from .coulomb import CoulombField
-from .strong import StrongField
+from . import data, fields, kernels, metrics, plans, targets
+from .fields import CoulombField, Field, GaussianPathField, PairField, StrongField
+from .kernels import get_backend
 from .trace import TraceResult, trace
 
 try:
@@ -19,4 +22,5 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
-__all__ = ["StrongField", "CoulombField", "TraceResult", "trace", "plans", "data", "targets", "__version__"]
+__all__ = ["Field", "StrongField", "CoulombField", "GaussianPathField", "PairField", "TraceResult", "trace",
+           "fields", "kernels", "get_backend", "metrics", "plans", "data", "targets", "__version__"]

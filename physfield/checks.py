@@ -1,4 +1,4 @@
-"""Measured properties of a field: the quantities behind ``physfield check`` (SPEC sections 2, 3).
+"""Measured properties of a field: the quantities behind ``physfield check`` (the README's mathematics).
 
 Small functions, arrays in, numbers out. A field enters as a callable
 ``direction(points) -> (u, log_norm)`` (unit rows and ``log|E|``, as ``StrongField.direction`` and
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp, roots_legendre
 
-from .coulomb import log_sphere_area
+from .fields.coulomb import log_sphere_area
 
 #: most lattice nodes one plane's quadrature may use
 MAX_NODES = 4_000_000

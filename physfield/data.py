@@ -1,4 +1,4 @@
-"""Data sources (SPEC section 7): a spec string -> seeded samples, an ``(n, D)`` float64 array.
+"""Data sources: a spec string -> seeded samples, an ``(n, D)`` float64 array.
 
 One spec string per side (``--source gaussian --target swissroll``)::
 

@@ -1,6 +1,6 @@
 """Transport plans (couplings) between sources ``a_i`` (N x D) and sinks ``b_j`` (M x D).
 
-A plan ``pi`` is an ``(N, M)`` non-negative matrix summing to 1 (SPEC section 1). The strong
+A plan ``pi`` is an ``(N, M)`` non-negative matrix summing to 1. The strong
 field is the superposition ``E_pi = sum_ij pi_ij E_{a_i b_j}``; the Coulomb field depends only on
 the marginals ``pi 1`` (source charges) and ``pi^T 1`` (sink charges).
 

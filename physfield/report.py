@@ -16,7 +16,8 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from tqdm import tqdm
 
-from . import backends, checks, plans
+from . import checks, plans
+from .kernels import get_backend
 
 PLANES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)  # flux planes z / L
 N_INSIDE, N_OUTSIDE, N_STRING, N_IMPORTANCE = 4096, 1024, 256, 4096  # probe points, draws per plane
@@ -159,7 +160,7 @@ def strong_rows(s):
     return [
         lambda: flux_rows(s),
         lambda: probe_rows(s, claimed=True),
-        lambda: divergence_rows(s, scale, field.sigma, kinks=(field.d, field.L - field.d)),
+        lambda: divergence_rows(s, scale, field.sigma, kinks=(field.d, field.L - field.d) if hasattr(field, "d") else ()),
     ]
 
 
@@ -212,10 +213,10 @@ def measure(field, A, B, plan, backend, seed):
     """Run every check of ``field`` (with its charges and plan); returns the rows."""
     rng = np.random.default_rng(seed)
     plan = plans.resolve(plan, A, B)
-    s = Setup(field, A, B, plan, backends.resolve(backend), rng, plans.support(plan, A, B))
-    steps = (strong_rows if field.kind == "strong" else coulomb_rows)(s)
+    s = Setup(field, A, B, plan, get_backend(backend).name, rng, plans.support(plan, A, B))
+    steps = (strong_rows if "flux" in field.claims else coulomb_rows)(s)
     rows = []
-    for step in tqdm(steps, desc=f"checking the {field.kind} field", unit="check", leave=False,
+    for step in tqdm(steps, desc=f"checking {field!r}", unit="check", leave=False,
                      disable=None, file=sys.stderr):
         rows.extend(step())
     return sorted(rows, key=lambda r: r["status"] == "measured"), s.backend

@@ -1,4 +1,4 @@
-"""Field lines and their diagnostics (SPEC section 4).
+"""Field lines and their diagnostics.
 
 ``trace(field, sources, sinks, plan=..., n_lines=..., seed=...)`` starts ``n_lines`` lines
 flux-weighted just above ``P`` and advances them all together through the field's fast
@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass, field as dataclass_field
 
 import numpy as np
-from scipy.spatial.distance import cdist
 from tqdm.auto import tqdm
 
-from . import plans, strong, validate
+from . import plans, validate
+from .metrics import w2
 
 
 @dataclass
@@ -58,16 +58,6 @@ class TraceResult:
         return label
 
 
-def w2(x, y):
-    """``W2`` between two empirical measures with uniform weights (POT ``emd2``, exact)."""
-    import ot  # POT imports torch when it is installed: only when a W2 is asked for
-
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    cost = cdist(x, y, metric="sqeuclidean")
-    return float(np.sqrt(max(ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost,
-                                     numItermax=10**7), 0.0)))
-
-
 def _straightness(paths, ok):
     """Mean over lines ``ok`` of path length / distance between the path's ends (>= 1)."""
     if len(paths) < 2 or not ok.any():
@@ -81,7 +71,7 @@ def _straightness(paths, ok):
 def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, eps=None, n_steps=200,
           keep_paths=False, backend="auto", progress=False, r0=None, h_max=None, R_max=None,
           max_steps=4000, step_frac=0.25, planes=7):
-    """Trace ``n_lines`` field lines of ``field`` (a StrongField or CoulombField); see module doc.
+    """Trace ``n_lines`` field lines of ``field`` (lines in ``z`` or in arc length, as the field declares); see module doc.
 
     ``eps`` (strong, default ``1e-3 L``), ``n_steps`` (strong RK4 steps), ``r0``/``h_max``/
     ``R_max``/``max_steps``/``step_frac`` (Coulomb; defaults from the data scale). ``planes``:
@@ -96,7 +86,7 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, eps=None, n
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     A, B = np.asarray(sources, np.float64), np.asarray(sinks, np.float64)
-    if field.kind == "strong":
+    if field.lines == "z":
         res = _trace_strong(field, A, B, plan, int(n_lines), rng, backend, progress, eps, n_steps)
     else:
         res = _trace_coulomb(field, A, B, plan, int(n_lines), rng, backend, progress, r0, h_max, R_max,
@@ -156,10 +146,10 @@ def _trace_strong(fld, A, B, plan, n, rng, backend, progress, eps, n_steps):
     end = paths[-1]
     flags = {"arrived": ~bad & ~lost, "reversed": bad & ~lost, "leaked": np.zeros(n, bool), "lost": lost}
     ok = ~lost
-    mid = [q for q in paths if fld.d <= q[0, 0] <= L - fld.d]
+    mid = [q for q in paths if L / 4 <= q[0, 0] <= 3 * L / 4]
     stats = {
         "straightness": _straightness(paths, ok),
-        # the same over the straight region d <= z <= L - d, where single strings are straight
+        # the same over the middle half L/4 <= z <= 3L/4 (single strong strings are straight there)
         "straightness_mid": _straightness(mid, ok),
         "w2": w2(end[ok, 1:], B) if ok.any() else float("nan"),
         # the same statistic for an exact sample of the end density (Q blurred by sigma(eps)):

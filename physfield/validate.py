@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends import is_device_array
+from .kernels.backend import is_device_array
 
 
 def array(name, x, ndim):

@@ -10,7 +10,13 @@ import os
 if os.environ.get("PHYSFIELD_TEST_GPU") != "1":
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
+
+from physfield.kernels import available  # noqa: E402
+
+#: the backends that can run here (numpy, numba; cupy with a GPU): every backend test runs over these
+BACKENDS = available()
 
 settings.register_profile(
     "physfield",
@@ -31,3 +37,9 @@ def one_line_error(result):
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.output
     return errors[0]
+
+
+@pytest.fixture(params=BACKENDS, scope="session")
+def backend(request):
+    """Each registered backend usable on this machine, by name."""
+    return request.param

@@ -78,7 +78,6 @@ def test_bad_call(case, kind, call):
 
 
 @pytest.mark.parametrize("call", ["direction", "field"])
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("plate", ["source", "sink"])
 def test_point_on_a_coulomb_charge(plate, dtype, backend, call):

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import physfield as pf
+from conftest import BACKENDS
 
 
 def charges(rng, N, M, D):
@@ -18,7 +19,7 @@ def charges(rng, N, M, D):
 
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from([2, 20]), st.sampled_from(["paired", "independent", "optimal"]),
-       st.sampled_from(["numba", "numpy"]), st.sampled_from(["strong", "coulomb"]))
+       st.sampled_from(BACKENDS), st.sampled_from(["strong", "coulomb"]))
 def test_bound_direction_equals_direction(seed, D, plan, backend, kind):
     rng = np.random.default_rng(seed)
     N = M = 7

@@ -286,7 +286,7 @@ def test_broken_field_fails_exactly_its_property(base, change, failing):
 
 
 def test_failing_property_exits_non_zero(monkeypatch):
-    monkeypatch.setattr(physfield, "StrongField", broken(physfield.StrongField, leaking))
+    monkeypatch.setitem(physfield.fields.REGISTRY, "strong", broken(physfield.StrongField, leaking))
     result = run("--field", "strong", "--n", "16")
     assert result.exit_code == 1
     assert "FAILED: max_outside (1 of 5 claimed properties)" in result.stdout
@@ -298,7 +298,11 @@ def test_failing_property_exits_non_zero(monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--field", "magnetic"], "'magnetic' is not one of"),
+    (["--field", "magnetic"], "unknown field 'magnetic'; expected one of coulomb, strong or module:Class"),
+    (["--field", "nosuchmodule:Field"], "cannot import 'nosuchmodule'"),
+    (["--field", "physfield.plans:paired"], "is not a physfield field class"),
+    (["--field", "strong", "--param", "width"], "--param takes NAME=VALUE"),
+    (["--field", "strong", "--param", "width=2"], "field strong takes no parameter 'width' (its parameters: L, sigma0, d)"),
     (["--field", "strong", "--n", "0"], "--n"),
     (["--field", "strong", "--n", "many"], "--n"),
     (["--field", "strong", "--L", "-1"], "L must be a positive"),
@@ -309,7 +313,7 @@ def test_failing_property_exits_non_zero(monkeypatch):
     (["--field", "strong", "--target", "spiral"], "unknown data source 'spiral'"),
     (["--field", "strong", "--source", "missing.npy"], "data file not found: missing.npy"),
     (["--field", "strong", "--dim", "3"], "'8gaussians' is 2-dimensional"),
-    (["--field", "coulomb", "--d", "1"], "--sigma0 and --d belong to --field strong"),
+    (["--field", "coulomb", "--d", "1"], "field coulomb takes no parameter 'd' (its parameters: L)"),
 ])
 def test_bad_input_is_one_error_line(args, message):
     result = run(*args)

@@ -39,7 +39,7 @@ def test_trace_coulomb_reverses_and_leaks():
 
 
 def test_sweep_traces_both_fields_at_every_L():
-    report = json.loads(invoke("trace", "--field", "strong", "--sweep-L", "6,20", "--json", *FAST).output)
+    report = json.loads(invoke("trace", "--field", "strong,coulomb", "--sweep-L", "6,20", "--json", *FAST).output)
     assert [(r["field"], r["L"]) for r in report["runs"]] == [
         ("strong", 6.0), ("coulomb", 6.0), ("strong", 20.0), ("coulomb", 20.0)]
     assert all(r["arrived"] == 1.0 for r in report["runs"] if r["field"] == "strong")

@@ -1,9 +1,9 @@
 """The GPU backend without a GPU: kernels under the CUDA simulator, PTX for sm_90, and CuPy.
 
-- ``tests/conftest.py`` sets ``NUMBA_ENABLE_CUDASIM=1``, so :mod:`physfield.gpu` runs its
+- ``tests/conftest.py`` sets ``NUMBA_ENABLE_CUDASIM=1``, so :mod:`physfield.kernels.numba_cuda` runs its
   ``numba.cuda`` kernels in Python threads on NumPy arrays. They must give what the Numba CPU
-  kernels give (the same row bodies of :mod:`physfield.rows`), launcher by launcher and through
-  :func:`physfield.engine.strong_terms` / :func:`physfield.engine.coulomb_terms`. The simulator
+  kernels give (the same row bodies of :mod:`physfield.kernels.rows`), launcher by launcher and through
+  :func:`physfield.engine.path_terms` / :func:`physfield.kernels.engine.coulomb_terms`. The simulator
   is slow: inputs are tiny.
 - Every kernel of ``gpu.KERNELS`` compiles to PTX for sm_90 with the argument types the public
   API really passes (recorded from ``direction`` calls), in float64 and float32.
@@ -23,7 +23,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import physfield as pf
-from physfield import backends, cpu, engine, gpu, plans
+from physfield import plans
+from physfield.kernels import backend as backends
+from physfield.kernels import engine
+from physfield.kernels import numba_cpu as cpu
+from physfield.kernels import numba_cuda as gpu
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
@@ -60,7 +64,7 @@ def test_engine_gpu_kernels_match_cpu(case, gemm, plan):
         plan = rng.uniform(0.0, 1.0, (N, M))
         plan /= plan.sum()
     I, J, logw = plans.support(plan, A, B)
-    strong = [engine.strong_terms(k, np, X, t, inv2s2, A, B, I, J, logw, gemm) for k in (gpu, cpu)]
+    strong = [engine.path_terms(k, np, X, t, inv2s2, A, B, I, J, logw, gemm) for k in (gpu, cpu)]
     assert_same(*strong, dtype)
 
     L = 2.0
@@ -115,7 +119,9 @@ PTX_SCRIPT = textwrap.dedent("""
 
     from numba import cuda
     import physfield as pf
-    from physfield import backends, cpu, gpu
+    from physfield.kernels import backend as backends
+    from physfield.kernels import numba_cpu as cpu
+    from physfield.kernels import numba_cuda as gpu
 
     # Record the argument types of every launcher call the public API makes (the work itself
     # is done by the CPU kernels), so the PTX is built for exactly those signatures.
@@ -126,7 +132,7 @@ PTX_SCRIPT = textwrap.dedent("""
             return getattr(cpu, name)(*args)
         return launch
     rec = types.SimpleNamespace(cores_to=gpu.cores_to, **{name: recorder(name) for name in gpu.KERNELS})
-    backends.kernels = lambda name: (rec, np)
+    backends.NumbaBackend.kernels = property(lambda self: rec)
 
     rng = np.random.default_rng(0)
     for dtype in ("float64", "float32"):

@@ -12,7 +12,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import physfield as pf
-from physfield import cpu, engine, rows
+from physfield.kernels import engine, rows
+from physfield.kernels import numba_cpu as cpu
 from physfield.plans import independent, marginals, optimal, paired, resolve, sinkhorn, support, validate
 
 
@@ -162,7 +163,7 @@ def test_named_plan_errors():
 
 class CountingKernels:
     """The CPU kernel interface of :mod:`physfield.engine`, run row by row through the plain
-    Python bodies of :mod:`physfield.rows`, counting the scalar work of each call:
+    Python bodies of :mod:`physfield.kernels.rows`, counting the scalar work of each call:
     ``D``-dimensional work (distances, weighted offsets) and pair work (the softmax)."""
 
     def __init__(self):
@@ -193,7 +194,7 @@ def test_independent_plan_work_is_nm_plus_n_plus_m_times_d():
     """SPEC section 2: over the ``N M`` pairs of ``independent`` the direct path does
     ``O(N M + (N + M) D)`` work per point, never ``O(N M D)``.
 
-    :func:`physfield.engine.strong_terms` is run on counting kernels (same row bodies as the
+    :func:`physfield.engine.path_terms` is run on counting kernels (same row bodies as the
     compiled ones, so the results must equal the Numba run). Per extra point it does exactly
     ``2 (N + M) D`` D-dimensional work (distances and offsets to every charge) and ``N M`` pair
     work with no ``D`` in it; the ``N M D`` of the pair distances ``|a_i - b_j|^2`` is paid once.
@@ -208,8 +209,8 @@ def test_independent_plan_work_is_nm_plus_n_plus_m_times_d():
         t = rng.uniform(0.1, 0.9, size=n)
         inv2s2 = rng.uniform(0.5, 2.0, size=n)
         counting = CountingKernels()
-        got = engine.strong_terms(counting, np, X, t, inv2s2, A, B, I, J, logw, False)
-        compiled = engine.strong_terms(cpu, np, X, t, inv2s2, A, B, I, J, logw, False)
+        got = engine.path_terms(counting, np, X, t, inv2s2, A, B, I, J, logw, False)
+        compiled = engine.path_terms(cpu, np, X, t, inv2s2, A, B, I, J, logw, False)
         for g, c in zip(got, compiled):
             np.testing.assert_allclose(g, c, rtol=1e-12, atol=1e-14)
         work[n] = counting.work

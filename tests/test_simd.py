@@ -2,7 +2,7 @@
 
 - ``exp_nonpositive`` (polynomial exp built from bits) is within a few ulp of libm on ``[-700, 0]``
   and exactly 0 below the floor.
-- ``simd.pair_direct`` gives what :func:`physfield.rows.pair_direct_row` (run as plain Python)
+- ``simd.pair_direct`` gives what :func:`physfield.kernels.rows.pair_direct_row` (run as plain Python)
   gives, for any plan support, across block boundaries (the maximum may sit in any block, so the
   online rescaling between blocks is exercised), in float64 and float32.
 """
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from physfield import cpu, rows, simd
+from physfield.kernels import numba_cpu as cpu
+from physfield.kernels import rows, simd
 
 
 @given(st.lists(st.floats(-745.0, 0.0), min_size=1, max_size=300))

@@ -3,7 +3,7 @@
 Every property is checked on random sources, sinks, plans, dimensions and points drawn by
 hypothesis (sizes bounded, examples deterministic through the conftest profile). Random arrays
 come from a NumPy generator seeded by hypothesis. The width profile and the one-pair field line
-are written out here independently of :mod:`physfield.strong`, so the tests do not reuse the
+are written out here independently of :mod:`physfield.fields.strong`, so the tests do not reuse the
 code they check.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy.special import gammaln, logsumexp
 
 import physfield as pf
-from physfield import engine
+from physfield.kernels import engine
 
 PLANS = ("paired", "independent", "optimal", "sinkhorn", "dense", "sparse")
 EPS64 = np.finfo(np.float64).eps
@@ -125,7 +125,6 @@ def assert_unit_rows(u, tol):
 # 1. divergence -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @given(s=setups())
 def test_divergence_free_inside(backend, s):
     """``div E = dE_z/dz + sum_k dE_k/dx_k = 0`` for ``0 < z < L`` (central differences).
@@ -151,7 +150,6 @@ def test_divergence_free_inside(backend, s):
 # 2. no reversal inside, no field outside ------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @given(s=setups(dims=st.integers(1, 20)))
 def test_positive_ez_inside_and_zero_outside(backend, s):
     """``E_z > 0`` at every point with ``0 < z < L`` (near the strings, far from them, within

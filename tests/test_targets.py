@@ -4,6 +4,7 @@ of foreign and damaged files, one-line errors for bad arguments."""
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -253,6 +254,36 @@ def test_sigkill_leaves_no_cache_or_the_previous_one_and_resume_completes(tmp_pa
     assert dataset_bytes(out) == dataset_bytes(tmp_path / "one.h5")
 
 
+def test_finished_cache_is_published_by_an_atomic_rename(tmp_path):
+    """A resume writes a new file and renames it over the old one: the path then names a new
+    inode, while a reader that had the old cache open keeps reading the old, complete contents
+    (a copy into the old file would rewrite the very bytes that reader is using)."""
+    out = tmp_path / "cache.h5"
+    kw = {"batch": 16, "seed": 4}
+    generate(STRONG, "gaussian", "moons", 40, out, **kw)
+    with h5py.File(out, "r") as old:
+        before = {name: old[name][()] for name in DATASETS}
+        assert all(len(v) == 40 for v in before.values())
+        inode = os.stat(out).st_ino
+
+        res = generate(STRONG, "gaussian", "moons", 100, out, resume=True, **kw)
+        assert (res.n, res.new) == (100, 60)
+
+        assert os.stat(out).st_ino != inode, "the cache was rewritten in place, not renamed into place"
+        for name in DATASETS:  # the old handle still reads the old complete cache, afresh
+            old[name].id.refresh()
+            again = old[name][()]
+            assert again.shape == before[name].shape
+            assert again.tobytes() == before[name].tobytes()
+    with h5py.File(out, "r") as new:
+        for name in DATASETS:
+            assert len(new[name]) == 100
+            assert new[name][:40].tobytes() == before[name].tobytes()  # extended, not redrawn
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.h5"]  # no temporary file left
+    with open_cache(out, verify=True) as c:
+        assert len(c) == 100
+
+
 # refusals ---------------------------------------------------------------------------------------
 
 
@@ -346,7 +377,7 @@ def test_existing_output_needs_resume_or_overwrite(cache):
     (STRONG, {"lam": "x"}, "lambda must be a number"),
     (STRONG, {"eps": 0.0}, "eps must lie"),
     (STRONG, {"eps": 3.0}, "eps must lie"),
-    (STRONG, {"outside_fraction": 0.1}, "must be 0 for the strong field"),
+    (STRONG, {"outside_fraction": 0.1}, "must be 0 for StrongField.*vanishes outside the plates"),
     (COULOMB, {"outside_fraction": 1.0}, "outside_fraction must lie"),
     (STRONG, {"reg": 0}, "reg must be > 0"),
     (STRONG, {"seed": -1}, "seed must be"),

@@ -1,6 +1,6 @@
 """Composition of the row kernels and matrix products, the same for the CPU and GPU backends.
 
-``k`` is a kernel module (:mod:`physfield.cpu` or :mod:`physfield.gpu`) and ``xp`` the array
+``k`` is a kernel module (:mod:`physfield.kernels.numba_cpu` or :mod:`physfield.kernels.numba_cuda`) and ``xp`` the array
 module (NumPy or CuPy) that holds the arrays and does the matrix products.
 
 Two ways to get the squared distances ``alpha_pi = |x_p - a_i|^2`` and the weighted offsets
@@ -16,8 +16,8 @@ Two ways to get the squared distances ``alpha_pi = |x_p - a_i|^2`` and the weigh
   ``delta`` in ``|rho|^2`` moves a strong-field log-weight by ``delta / (2 sigma(z)^2)``.
 
 Sparse plans in low ``D`` skip both: one fused pass over the pairs per point
-(:func:`physfield.rows.pair_direct_row`; on the CPU its vectorised form
-:func:`physfield.simd.pair_direct`). Otherwise points are processed in chunks so the
+(:func:`physfield.kernels.rows.pair_direct_row`; on the CPU its vectorised form
+:func:`physfield.kernels.simd.pair_direct`). Otherwise points are processed in chunks so the
 ``(chunk, N + M)`` scratch arrays stay near ``CHUNK_ELEMENTS`` entries.
 """
 
@@ -129,8 +129,8 @@ def pair_sq_dists(k, xp, src, snk, I, J):
     return xp.einsum("kd,kd->k", diff, diff)
 
 
-def prepare_strong(k, xp, A, B, I, J, gemm):
-    """What :func:`strong_terms` needs of the charges alone, computed once for many calls:
+def prepare_paths(k, xp, A, B, I, J, gemm):
+    """What :func:`path_terms` needs of the charges alone, computed once for many calls:
     ``None`` for the fused sparse path, else ``(sources, sinks, centre, gamma)`` (:func:`plates`,
     :func:`pair_sq_dists`)."""
     if not gemm and len(I) <= A.shape[0] + B.shape[0]:
@@ -139,19 +139,19 @@ def prepare_strong(k, xp, A, B, I, J, gemm):
     return src, snk, centre, pair_sq_dists(k, xp, src, snk, I, J)
 
 
-def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
+def path_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
     """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the offsets
 
         off_a = sum_i R_i (x - a_i),   off_b = sum_j C_j (x - b_j)
 
     (``R``, ``C`` the row/column sums of the pair weights), from which the mean slope is
-    ``sum_k w_k v_k = (1/L + s (1 - t)) off_a + (s t - 1/L) off_b`` (see :mod:`physfield.strong`).
+    ``sum_k w_k v_k = (1/L + s (1 - t)) off_a + (s t - 1/L) off_b`` (see :meth:`physfield.kernels.backend.Backend.gaussian_path`).
 
     Three ways, by ``D`` and the plan's number of pairs ``K``: direct and ``K <= N + M`` (paired,
-    optimal): one fused pass over the pairs (:func:`physfield.rows.pair_direct_row`); otherwise
+    optimal): one fused pass over the pairs (:func:`physfield.kernels.rows.pair_direct_row`); otherwise
     the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
-    over pairs (on the CPU, a plan on the full grid by :func:`physfield.simd.pair_softmax_grid`),
-    then the offsets (direct or GEMM). ``prepared``: :func:`prepare_strong` of the same charges
+    over pairs (on the CPU, a plan on the full grid by :func:`physfield.kernels.simd.pair_softmax_grid`),
+    then the offsets (direct or GEMM). ``prepared``: :func:`prepare_paths` of the same charges
     (computed here when not given).
     """
     lse = xp.empty(len(X))
@@ -162,9 +162,9 @@ def strong_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
     if not gemm and len(I) <= N + M:
         k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
         return lse, ess, off_a, off_b
-    prepared = prepare_strong(k, xp, A, B, I, J, gemm) if prepared is None else prepared
+    prepared = prepare_paths(k, xp, A, B, I, J, gemm) if prepared is None else prepared
     with k.cores_to(len(X) * len(I) >= SERIAL_WORK) if gemm else nullcontext():
-        return _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b)
+        return _path_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b)
 
 
 def _by_chunk(k, xp, X, src, snk, centre, gemm):
@@ -176,7 +176,7 @@ def _by_chunk(k, xp, X, src, snk, centre, gemm):
         yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, src), *sq_dists(k, xp, Xs, Xc, snk))
 
 
-def _strong_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b):
+def _path_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b):
     N, M = A.shape[0], B.shape[0]
     src, snk, centre, gamma = prepared
     refine = REFINE[np.dtype(X.dtype).char]
@@ -195,7 +195,7 @@ def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared=None):
 
         V = sum_i Wa_i (z, x - a_i) + sum_j Wb_j (z - L, x - b_j)
 
-    (``Wa > 0`` source weights, ``Wb < 0`` sink weights, see :func:`physfield.rows.charge_weights_row`).
+    (``Wa > 0`` source weights, ``Wb < 0`` sink weights, see :func:`physfield.kernels.rows.charge_weights_row`).
     ``prepared``: :func:`plates` of the same charges (computed here when not given).
     """
     prepared = plates(xp, A, B, gemm) if prepared is None else prepared

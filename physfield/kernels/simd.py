@@ -1,6 +1,6 @@
 """CPU pair kernels laid out for the compiler's vectoriser (the ``numba`` backend, low ``D``).
 
-The per-point loop of :func:`physfield.rows.pair_direct_row` (one thread per point on the GPU)
+The per-point loop of :func:`physfield.kernels.rows.pair_direct_row` (one thread per point on the GPU)
 calls the C library's scalar ``exp`` once per pair; on a CPU that call is most of the cost
 (about 3-5 ns, and Numba has no vector math library to replace it). Here the same quantities are
 computed in contiguous passes over blocks of pairs, each a loop LLVM turns into SIMD code:
@@ -12,7 +12,7 @@ computed in contiguous passes over blocks of pairs, each a loop LLVM turns into 
 
 Blocks of ``BLOCK`` pairs keep the scratch in cache whatever ``K``; when a block raises the
 running maximum ``m``, what was accumulated is rescaled by ``exp(m_old - m_new)`` (an online
-softmax over blocks). The results are those of :func:`physfield.rows.pair_direct_row` to
+softmax over blocks). The results are those of :func:`physfield.kernels.rows.pair_direct_row` to
 round-off (tested against the NumPy reference).
 """
 
@@ -154,7 +154,7 @@ def _accumulate(x, AT, BT, e, lo, oa, ob):
 
 @njit(parallel=True, cache=True)
 def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
-    """The outputs of :func:`physfield.rows.pair_direct_row` for every point, from the pairs'
+    """The outputs of :func:`physfield.kernels.rows.pair_direct_row` for every point, from the pairs'
     coordinates as rows ``AT = a_k^T``, ``BT = b_k^T``, ``DT = BT - AT`` (each ``(D, K)``)."""
     K = logw.shape[0]
     D = X.shape[1]
@@ -194,9 +194,9 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
 @njit(cache=True, fastmath=_REDUCE)
 def _grid_logits(i, p, tp, h, X, A, B, alpha, beta, logw, gamma, refine, l):
     """Logits of the pairs ``(i, j)``, ``j < M``, of a full-grid plan into ``l``. ``|rho|^2`` by
-    the identity of :mod:`physfield.rows`, clamped at 0; where it cancels (``|rho|^2 < refine *
+    the identity of :mod:`physfield.kernels.rows`, clamped at 0; where it cancels (``|rho|^2 < refine *
     ((1 - t) alpha + t beta + t (1 - t) gamma)``) it is recomputed from the coordinates, as
-    :func:`physfield.rows.pair_softmax_row` does."""
+    :func:`physfield.kernels.rows.pair_softmax_row` does."""
     M = l.shape[0]
     u = 1.0 - tp
     w = tp * (1.0 - tp)
@@ -236,7 +236,7 @@ def _grid_accumulate(e, C, p):
 
 @njit(parallel=True, cache=True)
 def pair_softmax_grid(t, inv2s2, X, A, B, alpha, beta, logw, gamma, refine, R, C, lse, ess):
-    """:func:`physfield.rows.pair_softmax_row` for a plan whose support is the full ``N x M``
+    """:func:`physfield.kernels.rows.pair_softmax_row` for a plan whose support is the full ``N x M``
     grid (``independent``, Sinkhorn, dense explicit plans), ``logw`` and ``gamma`` as ``(N, M)``.
 
     Two passes over the rows ``i`` of the grid per point: the first finds each row's largest

@@ -1,11 +1,17 @@
-"""CPU kernels: the row bodies of :mod:`physfield.rows` compiled by Numba, points in parallel.
+"""CPU kernels: the row bodies of :mod:`physfield.kernels.rows` compiled by Numba, points in parallel.
 
 Every function here fills row ``p`` of its outputs for every point ``p`` (``numba.prange``);
-the GEMM products of the high-dimensional path are NumPy/BLAS calls in :mod:`physfield.engine`.
-``pair_direct`` is the exception: the vectorised passes of :mod:`physfield.simd` replace the
-scalar row body (whose libm ``exp`` per pair dominated it) with the same results.
-Compiled functions are cached on disk (``cache=True``), so only the first call of a new
-dtype pays for compilation.
+the GEMM products of the high-dimensional path are NumPy/BLAS calls in
+:mod:`physfield.kernels.engine`. ``pair_direct`` is the exception: the vectorised passes of
+:mod:`physfield.kernels.simd` replace the scalar row body (whose libm ``exp`` per pair dominated
+it) with the same results.
+
+Compiled functions are cached on disk, so only the first call of a new dtype pays for
+compilation. Numba keys a cached function on the source of the file that defines it, and the
+wrappers here are defined in this file while their bodies live in ``rows.py``: an edit of
+``rows.py`` alone would leave the cache valid and the old code running. So the cache of this
+module lives in a folder named by a digest of both files (:func:`_cache_dir`); any edit of either
+compiles afresh.
 """
 
 import os
@@ -17,7 +23,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import functools  # noqa: E402
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -26,28 +36,67 @@ from threadpoolctl import ThreadpoolController  # noqa: E402
 
 from . import rows, simd  # noqa: E402
 
-_sq_dist_row = njit(cache=True)(rows.sq_dist_row)
-_pair_softmax_row = njit(cache=True)(rows.pair_softmax_row)
-_weighted_offset_row = njit(cache=True)(rows.weighted_offset_row)
-_charge_weights_row = njit(cache=True)(rows.charge_weights_row)
+#: the files whose code the cached functions of this module contain
+SOURCES = (Path(__file__), Path(rows.__file__))
 
 
-@njit(parallel=True, cache=True)
+def _cache_dir():
+    """``__pycache__/numba-<digest of SOURCES>`` beside this file (older digests removed), or the
+    same name in the temporary folder when the package folder is not writable."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:16]
+    for root in (Path(__file__).parent / "__pycache__", Path(tempfile.gettempdir()) / "physfield"):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for old in root.glob("numba-*"):
+                if old.name != f"numba-{digest}":
+                    shutil.rmtree(old, ignore_errors=True)
+            (root / f"numba-{digest}").mkdir(exist_ok=True)
+            return str(root / f"numba-{digest}")
+        except OSError:
+            continue
+    return ""  # numba's own locators
+
+
+_CACHE = _cache_dir()
+
+
+def _jit(**options):
+    """``njit(cache=True, **options)`` caching in :data:`_CACHE`: numba reads ``config.CACHE_DIR``
+    when a cached function is decorated, so it is set for that moment only (other code keeps
+    the user's setting)."""
+
+    def decorate(fn):
+        before = numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = _CACHE
+        try:
+            return njit(cache=True, **options)(fn)
+        finally:
+            numba.config.CACHE_DIR = before
+
+    return decorate
+
+_sq_dist_row = _jit()(rows.sq_dist_row)
+_pair_softmax_row = _jit()(rows.pair_softmax_row)
+_weighted_offset_row = _jit()(rows.weighted_offset_row)
+_charge_weights_row = _jit()(rows.charge_weights_row)
+
+
+@_jit(parallel=True)
 def sq_dist(X, A, out):
     for p in prange(X.shape[0]):
         _sq_dist_row(p, X, A, out)
 
 
-@njit(parallel=True, cache=True)
+@_jit(parallel=True)
 def _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
     for p in prange(t.shape[0]):
         _pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
 def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
-    """:func:`physfield.rows.pair_softmax_row` for every point; a plan on the full ``N x M`` grid
+    """:func:`physfield.kernels.rows.pair_softmax_row` for every point; a plan on the full ``N x M`` grid
     (in row-major order, as :func:`physfield.plans.support` lists a dense plan) goes to the
-    vectorised :func:`physfield.simd.pair_softmax_grid`."""
+    vectorised :func:`physfield.kernels.simd.pair_softmax_grid`."""
     N, M = A.shape[0], B.shape[0]
     if len(I) == N * M and bool((I == np.repeat(np.arange(N), M)).all()) and bool((J == np.tile(np.arange(M), N)).all()):
         simd.pair_softmax_grid(t, inv2s2, X, A, B, alpha, beta, logw.reshape(N, M), gamma.reshape(N, M), refine,
@@ -57,20 +106,20 @@ def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, 
 
 
 def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
-    """:func:`physfield.rows.pair_direct_row` for every point, by :func:`physfield.simd.pair_direct`
+    """:func:`physfield.kernels.rows.pair_direct_row` for every point, by :func:`physfield.kernels.simd.pair_direct`
     on the pairs' coordinates gathered as ``(D, K)`` rows."""
     AT = np.ascontiguousarray(A[I].T)
     BT = np.ascontiguousarray(B[J].T)
     simd.pair_direct(t, inv2s2, X, AT, BT, BT - AT, logw, off_a, off_b, lse, ess)
 
 
-@njit(parallel=True, cache=True)
+@_jit(parallel=True)
 def weighted_offset(X, A, W, out):
     for p in prange(X.shape[0]):
         _weighted_offset_row(p, X, A, W, out)
 
 
-@njit(parallel=True, cache=True)
+@_jit(parallel=True)
 def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
     for p in prange(z.shape[0]):
         _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess)

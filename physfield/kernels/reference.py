@@ -1,4 +1,4 @@
-"""The NumPy reference (``backend="numpy"``): the formulas of SPEC sections 2 and 3, line by line.
+"""The NumPy reference (``backend="numpy"``): the formulas of the README's mathematics, line by line.
 
 No identities, no matrix-product tricks: every pair's centre line, offset, Gaussian and slope
 is formed explicitly, so this is the yardstick the fast backends are tested against. Memory is
@@ -28,8 +28,9 @@ def log_norms(r):
         return np.where(s > 0, np.log(safe) + 0.5 * np.log(((r / safe[..., None]) ** 2).sum(axis=-1)), -np.inf)
 
 
-def strong(X, t, sigma, s, A, B, I, J, logw, L):
-    """Strong field at points ``(z, X)`` with ``t = z/L``, ``sigma = sigma(z)``, ``s = s(z)``.
+def gaussian_path(X, t, sigma, s, A, B, I, J, logw, L):
+    """A superposition of Gaussian paths (the strong field's family) at points ``(z, X)``, with
+    ``t = z/L``, ``sigma = sigma(z)`` and ``s = s(z) = sigma'(z) / sigma(z)``.
 
     For each pair ``k = (i, j)`` of the plan, with ``a = a_i``, ``b = b_j``::
 
@@ -62,15 +63,15 @@ def strong(X, t, sigma, s, A, B, I, J, logw, L):
     return log_ez, slope, ess
 
 
-def coulomb(P, A, B, log_qa, log_qb, L, log_area):
-    """Coulomb field at points ``P = (z, x)`` (SPEC section 3)::
+def coulomb(P, A, B, log_qa, log_qb, L):
+    """Coulomb field at points ``P = (z, x)``::
 
         G(r) = r / (|S^D| |r|^(D+1))
         E(p) = sum_i q_i G(p - (0, a_i)) - sum_j q_j G(p - (L, b_j))
 
     Each term is ``sign * exp(log q - (D+1) log|r| - log|S^D|) * r``; with one common shift
     ``m = max(log q - (D+1) log|r|)`` for both signs, ``E = exp(m - log|S^D|) * V``.
-    Returns ``(m - log|S^D|, V, ess)`` with ``ess = (sum m_c)^2 / sum m_c^2`` over the charges'
+    Returns ``(m, V, ess)`` with ``ess = (sum m_c)^2 / sum m_c^2`` over the charges'
     magnitudes ``m_c = q_c / (|S^D| |r_c|^D)``.
     """
     D = A.shape[1]
@@ -89,4 +90,4 @@ def coulomb(P, A, B, log_qa, log_qb, L, log_area):
         V[sl] = np.einsum("pk,pkd->pd", sign * np.exp(logits - shift[sl, None]), r)
         magnitude = np.exp(logits + log_r - (logits + log_r).max(axis=1, keepdims=True))
         ess[sl] = magnitude.sum(axis=1) ** 2 / (magnitude**2).sum(axis=1)
-    return shift - log_area, V, ess
+    return shift, V, ess

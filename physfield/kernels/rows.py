@@ -1,11 +1,11 @@
 """Per-point kernel bodies, written once in plain Python and compiled twice.
 
 Each function computes row ``p`` of its output from row ``p`` of its inputs and touches no
-other row, so the CPU backend (:mod:`physfield.cpu`) runs it under ``numba.prange`` and the
-GPU backend (:mod:`physfield.gpu`) as a ``numba.cuda`` device function, one thread per point.
+other row, so the CPU backend (:mod:`physfield.kernels.numba_cpu`) runs it under ``numba.prange`` and the
+GPU backend (:mod:`physfield.kernels.numba_cuda`) as a ``numba.cuda`` device function, one thread per point.
 Only scalars, loops and ``math`` are used so both compilers accept the same source.
 
-The quantities (SPEC sections 2 and 3; ``t = z / L``):
+The quantities (the README's mathematics; ``t = z / L``):
 
     alpha_pi = |x_p - a_i|^2,    beta_pj = |x_p - b_j|^2,    gamma_k = |a_ik - b_jk|^2
 
@@ -13,7 +13,7 @@ The quantities (SPEC sections 2 and 3; ``t = z / L``):
                = (1 - t) alpha_pi + t beta_pj - t (1 - t) gamma_k          (k = (i, j))
 
 The identity needs only the ``N + M`` distances of a point, so a dense ``N x M`` plan costs
-``O(N M + (N + M) D)`` per point, never ``O(N M D)`` (SPEC section 2).
+``O(N M + (N + M) D)`` per point, never ``O(N M D)``.
 """
 
 import math

@@ -1,4 +1,4 @@
-"""The Coulomb field of the EFM capacitor (SPEC section 3).
+"""The Coulomb field of the EFM capacitor.
 
 Green's field in ``R^{D+1}`` and the capacitor of source charges on ``z = 0`` and sink
 charges on ``z = L``::
@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
-from . import backends, bound, engine, plans, reference, validate
+from .. import plans
+from ..kernels import backend as backends
+from ..kernels import reference
+from .base import Bound, Field, register
 
 
 def log_sphere_area(dim):
@@ -42,10 +45,10 @@ def _nearest_charge(P, A, B, log_qa, log_qb, L):
     """Field at points extremely close to a charge, from that charge alone.
 
     ``|E| = |q| / (|S^D| r^D)`` along ``sign(q) r / r``, with ``log r`` formed without squaring
-    (:func:`physfield.reference.log_norms`); the other charges contribute a relative
+    (:func:`physfield.kernels.reference.log_norms`); the other charges contribute a relative
     ``(r / R)^D``, below round-off when ``r^2 < R2_CLOSE``. Coincident charges (duplicated data
     points) add up. Returns ``(log |q| - D log r, unit vector)``, the shifted form of
-    :func:`physfield.reference.coulomb` without ``log |S^D|``.
+    :func:`physfield.kernels.reference.coulomb` without ``log |S^D|``.
     """
     dim = A.shape[1]
     charges = np.concatenate([np.column_stack([np.zeros(len(A)), A]), np.column_stack([np.full(len(B), L), B])])
@@ -66,45 +69,33 @@ def _nearest_charge(P, A, B, log_qa, log_qb, L):
     return log_scale, V, ess
 
 
-class CoulombField:
-    """The EFM capacitor field: unit-total charges on ``z = 0`` (+) and ``z = L`` (-)."""
+@register
+class CoulombField(Field):
+    """The EFM capacitor field: unit-total charges on ``z = 0`` (+) and ``z = L`` (-).
 
-    kind = "coulomb"
+    Parameters
+    ----------
+    L : float
+        Plate distance.
 
-    def __init__(self, L=6.0):
-        self.L = validate.positive("L", L)
+    Only the plan's marginals matter: source ``i`` carries ``alpha_i = sum_j pi_ij``, sink ``j``
+    carries ``-beta_j = -sum_i pi_ij``. Gauss's law and zero divergence hold; half of every
+    source's flux leaves backwards (``z < 0``) and sinks draw flux from beyond ``z = L``, so
+    its lines are followed in arc length.
+    """
 
-    def params(self):
-        return {"kind": self.kind, "L": self.L}
-
-    def __repr__(self):
-        return f"CoulombField(L={self.L})"
+    name = "coulomb"
+    lines = "arc"
+    vanishes_outside = False
+    claims = ("gauss", "divergence_free")
 
     def bind(self, sources, sinks, plan="paired", backend="auto", method="auto"):
-        """This field for fixed charges and plan, prepared once for many :meth:`direction`
-        calls (:mod:`physfield.bound`): ``field.bind(A, B, plan).direction(points)``."""
         return BoundCoulomb(self, sources, sinks, plan, backend, method)
 
-    def direction(self, points, sources, sinks, plan="paired", backend="auto", method="auto",
-                  return_ess=False):
-        """Unit field direction and ``log|E|`` at ``points`` (``(n, D+1)``, column 0 = z).
 
-        Defined everywhere but on the charges: a point exactly on a charge is a ``ValueError``.
-        Where the field vanishes exactly (a null point) ``u = 0`` and ``log_norm = -inf``.
-        With ``return_ess`` also the effective number of charges ``(sum_c m_c)^2 / sum_c m_c^2``,
-        ``m_c = |q_c G(p - c)|`` each charge's magnitude there (between 1 and ``N + M``).
-        For repeated calls on the same charges use :meth:`bind`.
-        """
-        return self.bind(sources, sinks, plan, backend, method).direction(points, return_ess)
-
-    def field(self, points, sources, sinks, plan="paired", backend="auto", method="auto"):
-        """The field ``E`` itself, ``(n, D+1)`` float64 (may underflow or overflow at large D)."""
-        return self.bind(sources, sinks, plan, backend, method).field(points)
-
-
-class BoundCoulomb(bound.Bound):
-    """:meth:`CoulombField.bind`: the charges ``log q`` (the plan's marginals) and, for the fast
-    backends, the :func:`physfield.engine.plates` of the GEMM form, made once."""
+class BoundCoulomb(Bound):
+    """:meth:`CoulombField.bind`: the charges ``log q`` (the plan's marginals) and what the backend
+    prepares of them (the plates of the GEMM form), made once."""
 
     def __init__(self, field, sources, sinks, plan="paired", backend="auto", method="auto"):
         super().__init__(field, sources, sinks, backend, method)
@@ -113,35 +104,28 @@ class BoundCoulomb(bound.Bound):
         with np.errstate(divide="ignore"):
             self.log_qa, self.log_qb = np.log(alpha), np.log(beta)
 
-    def _prepare(self, xp, A, B):
-        return xp.asarray(self.log_qa), xp.asarray(self.log_qb), engine.plates(xp, A, B, self.gemm)
+    def _prepare(self, A, B):
+        return self.backend.prepare_charges(A, B, self.gemm)
 
     def direction(self, points, return_ess=False):
-        """:meth:`CoulombField.direction` at ``points`` for the bound charges and plan."""
-        L, dim, log_qa, log_qb = self.source_field.L, self.dim, self.log_qa, self.log_qb
-        points, dtype, xp, on_device = self._points(points)
+        """:meth:`Field.direction` at ``points`` for the bound charges and plan."""
+        L, dim, log_qa, log_qb, bk = self.source_field.L, self.dim, self.log_qa, self.log_qb, self.backend
+        points, dtype, on_device = self._points(points)
         host_points = backends.to_host(points)
         hit = _on_charge(host_points, *self.host, L)
         if hit is not None:
             raise ValueError(f"point {hit} lies exactly on a charge: the Coulomb field is infinite there")
         A, B, prepared = self.charges(dtype)
+        xp = bk.xp
         P = xp.ascontiguousarray(xp.asarray(points, dtype=dtype))
-        if self.backend == "numpy":
-            log_scale, V, ess = reference.coulomb(P, A, B, log_qa, log_qb, L, log_sphere_area(dim))
-        else:
-            k, _ = backends.kernels(self.backend)
-            qa, qb, plates = prepared
-            z = P[:, 0].astype(np.float64)
-            shift, vz, vx, r2min, ess = engine.coulomb_terms(k, xp, xp.ascontiguousarray(P[:, 1:]), z, L, A, B,
-                                                             qa, qb, self.gemm, plates)
-            V = xp.concatenate([vz[:, None].astype(dtype), vx], axis=1)
-            log_scale = shift - log_sphere_area(dim)
-            close = backends.to_host(xp.nonzero(r2min < R2_CLOSE)[0])
-            if len(close):  # squared distances near underflow: the nearest charge alone, exactly
-                lc, vc, ec = _nearest_charge(host_points[close], *self.host, log_qa, log_qb, L)
-                log_scale[close] = xp.asarray(lc - log_sphere_area(dim))
-                V[close] = xp.asarray(vc.astype(dtype))
-                ess[close] = xp.asarray(ec)
+        shift, V, ess, r2min = bk.coulomb(P, L, A, B, log_qa, log_qb, self.gemm, prepared)
+        log_scale = shift - log_sphere_area(dim)
+        close = [] if r2min is None else backends.to_host(xp.nonzero(r2min < R2_CLOSE)[0])
+        if len(close):  # squared distances near underflow: the nearest charge alone, exactly
+            lc, vc, ec = _nearest_charge(host_points[close], *self.host, log_qa, log_qb, L)
+            log_scale[close] = xp.asarray(lc - log_sphere_area(dim))
+            V[close] = xp.asarray(vc.astype(dtype))
+            ess[close] = xp.asarray(ec)
         V = V.astype(np.float64)
         big = xp.abs(V).max(axis=1)  # |V| = big * |V / big|: no underflow when V is tiny
         nonzero = big > 0
@@ -150,6 +134,5 @@ class BoundCoulomb(bound.Bound):
         u = xp.where(nonzero[:, None], V / norm[:, None], 0.0).astype(dtype)
         with np.errstate(divide="ignore"):
             log_norm = log_scale + xp.log(big) + xp.log(norm)
-        if self.backend == "cupy" and not on_device:
-            u, log_norm, ess = u.get(), log_norm.get(), ess.get()
+        u, log_norm, ess = self._result(on_device, u, log_norm, ess)
         return (u, log_norm, ess) if return_ess else (u, log_norm)

@@ -1,9 +1,9 @@
-"""GPU kernels: the row bodies of :mod:`physfield.rows` as ``numba.cuda`` device functions.
+"""GPU kernels: the row bodies of :mod:`physfield.kernels.rows` as ``numba.cuda`` device functions.
 
 One thread per point. The launchers take CuPy arrays on a GPU (through
 ``__cuda_array_interface__``) and NumPy arrays under the CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``), which is how CI runs these kernels without a GPU. The GEMM
-products of the high-dimensional path are CuPy (cuBLAS) calls in :mod:`physfield.engine`.
+products of the high-dimensional path are CuPy (cuBLAS) calls in :mod:`physfield.kernels.engine`.
 ``KERNELS`` lists every kernel so a test can compile each one to PTX for sm_90.
 """
 
@@ -78,7 +78,7 @@ def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
 
 
 def cores_to(kernels):
-    """Nothing to share on the GPU (the CPU's knob, see :func:`physfield.cpu.cores_to`)."""
+    """Nothing to share on the GPU (the CPU's knob, see :func:`physfield.kernels.numba_cpu.cores_to`)."""
     return nullcontext()
 
 

@@ -1,39 +1,8 @@
-"""Monte Carlo training targets cached to HDF5 (SPEC section 5).
+"""The HDF5 target cache: writing a run to it, and reading it back validated.
 
 ``generate(field, source, target, n, out, ...)`` writes ``n`` training points with their field
-targets; ``open_cache(path)`` validates such a file and hands out its datasets lazily.
-
-Minibatch ``k`` (``k = 0, 1, ...``) is a pure function of ``(seed, k)``: its random generators
-come from ``numpy.random.SeedSequence([seed, k])`` (children: sources, sinks, points), so a cache
-grown by interrupted runs plus ``resume`` holds the same bytes as one generated in one go.
-
-One minibatch:
-
-1. ``B`` fresh draws ``a_i`` of the source and ``B`` of the target ``b_j`` (``physfield.data``).
-2. The plan ``pi`` (``B x B``) of the batch: ``paired`` (``I / B``), ``independent``,
-   ``optimal`` (exact OT, the IFM-MB variant) or ``sinkhorn`` (entropic, ``reg`` relative to the
-   mean cost).
-3. One training point per source ``i``: its partner ``j`` is drawn from the row ``pi_i. / sum_j
-   pi_ij`` (``j = i`` for ``paired``; the matched sink for an OT permutation), then::
-
-       z ~ U(eps, L - eps),   t = z / L
-       x = (1 - t) a_i + t b_j + lambda * sqrt(sigma_n^2(z)) * xi,   xi ~ N(0, I_D)
-       sigma_n^2(z) = L/2 - |L/2 - z|          (distance to the nearer plate)
-
-   For the Coulomb field (EFM) each point is instead, with probability ``outside_fraction``
-   (default 0.2), put outside the plates, because EFM lines that reverse or leak run there and
-   the learner must follow them: with probability 1/2 behind ``P`` at ``z = -h`` over ``a_i``,
-   else beyond ``Q`` at ``z = L + h`` over ``b_j``, depth ``h ~ U(eps, L)``, with the same noise
-   law ``x = anchor + lambda * sqrt(h) * xi`` (``h`` is again the distance to the nearer plate).
-   The strong field is exactly 0 outside the plates, so there ``outside_fraction`` must be 0.
-4. Points are rounded to float32 (the stored dtype) and the targets computed at exactly those
-   points from all ``B`` pairs of the batch through ``field.direction(points, a, b, plan=pi)``:
-   the unit direction ``E/|E|``, ``log|E|`` and the effective sample size ``ess``:
-
-   - strong: ``ESS = 1 / sum_k w_k^2`` of the pair weights ``w = softmax(log pi_k - |rho_k|^2 /
-     2 sigma^2)`` (from ``direction(return_ess=True)``), between 1 and the number of pairs;
-   - Coulomb: the same statistic of the charges' magnitudes ``|q_c G(p - c)| = q_c / (|S^D|
-     r_c^D)`` over the ``2B`` charges (``direction(return_ess=True)``), between 1 and ``2B``.
+targets (batches of :mod:`physfield.targets.sampler`); ``open_cache(path)`` validates such a file
+and hands out its datasets lazily.
 
 ``n`` need not be a multiple of ``B``: the last batch is computed in full (its targets still
 come from all ``B`` pairs) and only its first ``n mod B`` points are stored; a later ``resume``
@@ -47,14 +16,17 @@ incompressible floats; other HDF5 readers need the LZF filter plugin) and checks
 ``ATTRS``: format, schema_version, field (JSON: kind and every parameter), L, D, plan, B, lambda,
 eps, outside_fraction, seed, source, target, store_pairs, backend, version, plus ``reg`` for
 sinkhorn and ``data_shape`` (e.g. ``(1, 8, 8)``) when the source, else the target, is an image
-set. With ``store_pairs`` (verification mode) the group ``pairs`` keeps each batch's ``sources
-(batches, B, D)``, ``sinks (batches, B, D)`` and dense ``plan (batches, B, B)`` in float64 and
-each point's ``partner (n,)`` sink index (its source index is its row mod ``B``).
+set. The field's ``kind`` is its registered name or ``module:Class``
+(:func:`physfield.fields.from_params` rebuilds it). With ``store_pairs`` (verification mode) the
+group ``pairs`` keeps each batch's ``sources (batches, B, D)``, ``sinks (batches, B, D)`` and
+dense ``plan (batches, B, B)`` in float64 and each point's ``partner (n,)`` sink index (its
+source index is its row mod ``B``).
 
 Safety: a run writes ``.NAME.*.tmp`` in the folder of ``out`` (``resume`` first copies the
-complete cache there), fsyncs it and renames it over ``out`` only when complete, so a killed run
-leaves the previous complete cache (or none) plus a stale temporary file. ``resume`` refuses a
-cache whose attributes differ from this run's (all of them, the backend and package version
+complete cache there), fsyncs it and renames it over ``out`` only when complete (one atomic
+``os.replace``: a reader holding the old file keeps reading the old, complete one), so a killed
+run leaves the previous complete cache (or none) plus a stale temporary file. ``resume`` refuses
+a cache whose attributes differ from this run's (all of them, the backend and package version
 included: a different backend changes targets at round-off and the bytes would differ).
 """
 
@@ -74,14 +46,12 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backends, data, plans
+from . import sampler
 
 FORMAT = "physfield-targets"
 SCHEMA_VERSION = 1
 COMPRESSION = {"compression": "lzf", "shuffle": True, "fletcher32": True}
 CHUNK_BYTES = 1 << 20  # largest chunk of points/targets
-COULOMB_OUTSIDE = 0.2  # default outside_fraction for the Coulomb field
-PLAN_NAMES = ("paired", "independent", "optimal", "sinkhorn")
 ATTRS = ("format", "schema_version", "field", "L", "D", "plan", "reg", "B", "lambda", "eps",
          "outside_fraction", "seed", "source", "target", "data_shape", "store_pairs", "backend",
          "version")
@@ -112,58 +82,25 @@ class GenerateResult:
                 f"({share}); {self.path} holds {self.n}")
 
 
-@dataclass(frozen=True)
-class _Run:
-    """Validated parameters of a run."""
-
-    field: object
-    source: str
-    target: str
-    B: int
-    plan: str
-    reg: float
-    lam: float
-    eps: float
-    outside: float
-    seed: int
-    dim: int
-    shape: tuple | None
-    backend: str
-    store_pairs: bool
-
-    def attrs(self):
-        from . import __version__
-
-        attrs = {
-            "format": FORMAT, "schema_version": SCHEMA_VERSION,
-            "field": json.dumps(self.field.params(), sort_keys=True), "L": self.field.L, "D": self.dim,
-            "plan": self.plan, "reg": self.reg if self.plan == "sinkhorn" else None, "B": self.B,
-            "lambda": self.lam, "eps": self.eps, "outside_fraction": self.outside, "seed": self.seed,
-            "source": self.source, "target": self.target, "data_shape": self.shape,
-            "store_pairs": self.store_pairs, "backend": self.backend, "version": __version__,
-        }
-        return {k: v for k, v in attrs.items() if v is not None}
-
-
 def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
              store_pairs=False, progress=False):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
 
-    ``field``: a :class:`~physfield.StrongField` or :class:`~physfield.CoulombField`;
+    ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
     ``source``/``target``: data specs (``physfield.data``; ``dim`` sets ``gaussian``'s D);
     ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal`` or
     ``sinkhorn`` (``reg``); ``lam``: the noise knob ``lambda >= 0``; ``eps``: ``z`` margin
-    (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: Coulomb only
-    (default 0.2). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
+    (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: the share of
+    points outside the plates, for a field that does not vanish there (default 0.2; 0 otherwise). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
     when there is none); otherwise an existing ``out`` is refused unless ``overwrite``.
     ``store_pairs``: keep every batch's pairs and plan (verification mode). ``progress``: a
     tqdm bar. Returns a :class:`GenerateResult`. Bad arguments are a one-line ``ValueError``
     raised before any file is touched. See the module docstring for the sampling and layout.
     """
-    run = _validate(field, source, target, batch, plan, reg, lam, eps, outside_fraction, seed, dim,
-                    backend, store_pairs)
-    n = _count("n", n)
+    run = sampler.make_run(field, source, target, batch, plan, reg, lam, eps, outside_fraction, seed, dim,
+                           backend, store_pairs)
+    n = sampler.positive_int("n", n)
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"output {out} is a directory")
@@ -171,7 +108,7 @@ def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5
         raise ValueError(f"output folder {out.parent} does not exist")
     n0 = 0
     if out.exists() and resume:
-        n0 = _check_resumable(out, run.attrs())
+        n0 = _check_resumable(out, run_attrs(run))
         if n < n0:
             raise ValueError(f"cannot resume {out} to n={n}: it already holds {n0} points")
         if n == n0:
@@ -196,101 +133,19 @@ def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5
     return result
 
 
-def _validate(field, source, target, batch, plan, reg, lam, eps, outside, seed, dim, backend, store_pairs):
-    kind = getattr(field, "kind", None)
-    if kind not in ("strong", "coulomb"):
-        raise ValueError(f"field must be a StrongField or CoulombField, got {field!r}")
-    L = field.L
-    B = _count("batch", batch)
-    if plan not in PLAN_NAMES:
-        raise ValueError(f"plan must be one of {', '.join(PLAN_NAMES)}, got {plan!r}")
-    reg = _number("reg", reg)
-    if not reg > 0:
-        raise ValueError(f"reg must be > 0, got {reg}")
-    lam = _number("lambda", lam)
-    if lam < 0:
-        raise ValueError(f"lambda must be >= 0, got {lam}")
-    eps = 1e-3 * L if eps is None else _number("eps", eps)
-    if not 1e-6 * L <= eps < L / 2:
-        raise ValueError(f"eps must lie in [1e-6 L, L/2) = [{1e-6 * L:g}, {L / 2:g}), got {eps}")
-    default_outside = COULOMB_OUTSIDE if kind == "coulomb" else 0.0
-    outside = default_outside if outside is None else _number("outside_fraction", outside)
-    if not 0 <= outside < 1:
-        raise ValueError(f"outside_fraction must lie in [0, 1), got {outside}")
-    if kind == "strong" and outside > 0:
-        raise ValueError("outside_fraction must be 0 for the strong field: it vanishes outside the plates")
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    D = data.sample(source, 1, dim=dim).shape[1]
-    D_target = data.sample(target, 1, dim=dim).shape[1]
-    if D != D_target:
-        raise ValueError(f"source {source!r} is {D}-dimensional but target {target!r} is {D_target}-dimensional")
-    shape = data.shape(source) or data.shape(target)
-    return _Run(field, source, target, B, plan, reg, lam, eps, outside, int(seed), D,
-                tuple(int(s) for s in shape) if shape else None, backends.resolve(backend), bool(store_pairs))
+def run_attrs(run):
+    """The HDF5 attributes of ``run``."""
+    from .. import __version__
 
-
-def _count(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _number(name, value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _batch(run, k, timings):
-    """Minibatch ``k``: ``B`` points with targets, and the batch's pairs (see module docstring)."""
-    L, B, D = run.field.L, run.B, run.dim
-    src_seed, snk_seed, pts_seed = np.random.SeedSequence([run.seed, k]).spawn(3)
-    t0 = time.perf_counter()
-    A = data.sample(run.source, B, seed=src_seed, dim=D)
-    Q = data.sample(run.target, B, seed=snk_seed, dim=D)
-    rng = np.random.default_rng(pts_seed)
-    t1 = time.perf_counter()
-    pi = plans.resolve(run.plan, A, Q, reg=run.reg)
-    pi = pi.toarray() if hasattr(pi, "toarray") else np.asarray(pi)
-    partner = np.arange(B) if run.plan == "paired" else _draw_partners(pi, rng)
-    t2 = time.perf_counter()
-
-    z = rng.uniform(run.eps, L - run.eps, B)
-    xi = rng.standard_normal((B, D))
-    if run.outside > 0:
-        out = rng.random(B) < run.outside
-        beyond = rng.random(B) < 0.5
-        h = rng.uniform(run.eps, L, B)
-        z = np.where(out, np.where(beyond, L + h, -h), z)
-    t = np.clip(z / L, 0.0, 1.0)[:, None]
-    spread = run.lam * np.sqrt(np.minimum(np.abs(z), np.abs(L - z)))[:, None]  # sqrt(sigma_n^2(z))
-    x = (1 - t) * A + t * Q[partner] + spread * xi
-    points = np.column_stack([z, x]).astype(np.float32)
-    t3 = time.perf_counter()
-
-    P = points.astype(np.float64)
-    u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
-    if not np.all(np.isfinite(log_norm)):
-        bad = int(np.flatnonzero(~np.isfinite(log_norm))[0])
-        raise ValueError(f"batch {k}: the field vanishes or is not finite at point {bad} ({points[bad, :3]}...)")
-    t4 = time.perf_counter()
-    for name, dt in (("data", t1 - t0 + t3 - t2), ("plan", t2 - t1), ("field", t4 - t3)):
-        timings[name] = timings.get(name, 0.0) + dt
-    return {"points": points, "targets": u.astype(np.float32), "log_norm": log_norm.astype(np.float64),
-            "ess": np.asarray(ess, np.float64), "sources": A, "sinks": Q, "plan": pi, "partner": partner}
-
-
-def _draw_partners(pi, rng):
-    """One sink index per row ``i``, ``j ~ pi_i. / sum_j pi_ij`` (inverse CDF, one uniform per row)."""
-    cdf = np.cumsum(pi, axis=1)
-    j = (cdf <= (rng.random(len(pi)) * cdf[:, -1])[:, None]).sum(axis=1)
-    last = pi.shape[1] - 1 - np.argmax(pi[:, ::-1] > 0, axis=1)  # u rounding up to the row sum
-    return np.minimum(j, last)
+    attrs = {
+        "format": FORMAT, "schema_version": SCHEMA_VERSION,
+        "field": json.dumps(run.field.params(), sort_keys=True), "L": run.field.L, "D": run.dim,
+        "plan": run.plan, "reg": run.reg if run.plan == "sinkhorn" else None, "B": run.B,
+        "lambda": run.lam, "eps": run.eps, "outside_fraction": run.outside, "seed": run.seed,
+        "source": run.source, "target": run.target, "data_shape": run.shape,
+        "store_pairs": run.store_pairs, "backend": run.backend, "version": __version__,
+    }
+    return {k: v for k, v in attrs.items() if v is not None}
 
 
 def _write(run, path, n0, n, progress):
@@ -302,7 +157,7 @@ def _write(run, path, n0, n, progress):
             _create(f, run)
         bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=None if progress else True, leave=False)
         for k in range(n0 // B, math.ceil(n / B)):
-            b = _batch(run, k, timings)
+            b = sampler.batch(run, k, timings)
             t0 = time.perf_counter()
             lo, hi = max(n0, k * B), min(n, (k + 1) * B)
             rows = slice(lo - k * B, hi - k * B)
@@ -323,7 +178,7 @@ def _write(run, path, n0, n, progress):
 
 def _create(f, run):
     B, D = run.B, run.dim
-    for key, value in run.attrs().items():
+    for key, value in run_attrs(run).items():
         f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "data_shape" else value
     rows = min(B, 1 << max(0, (CHUNK_BYTES // (4 * (D + 1))).bit_length() - 1))  # power of 2: batches align
     for name in ("points", "targets"):
@@ -489,3 +344,4 @@ def _data_problem(f, rows=1 << 14):
 
 def _one_line(exc):
     return " ".join(str(exc).split())
+

@@ -1,0 +1,135 @@
+"""Gaussian-path fields: the strong field's family, one field per width profile.
+
+Pair ``(a, b)`` of the plan is joined by a Gaussian "string" of width ``sigma(z)`` about the
+straight line ``c(z) = a + (z/L)(b - a)``; its field is the flux of that Gaussian path::
+
+    E_ab(z, x) = N(x; c(z), sigma(z)^2 I_D) * (1, (b - a)/L + s(z) (x - c(z))),   s = sigma'/sigma,
+
+for ``0 < z < L`` and 0 outside, and the field of a plan is ``E = sum_ij pi_ij E_{a_i b_j}``
+(IFM, Eqs. of the strong field in the README). Each ``E_ab`` is divergence-free between the
+plates (the Gaussian moves and widens as the continuity equation demands), ``E_z > 0`` there, and
+its flux through every plane ``z`` is 1. When ``sigma -> 0`` at both plates the string starts at
+the point charge ``a`` and ends at ``b``: the field is a proper field between the charges. A
+width that stays positive at a plate (conditional flow matching with ``sigma_min > 0``) gives a
+blurred, improper one, which ``physfield check`` refuses.
+
+``profile(z) -> (sigma, dsigma_dz)`` is the whole model: subclass :class:`GaussianPathField` and
+override :meth:`GaussianPathField.profile`, or pass a callable. Every backend's fast kernels
+serve every profile (:meth:`physfield.kernels.backend.Backend.gaussian_path`): they need only
+``sigma(z)`` and ``s(z)`` per point, and ``log|E|`` is formed without ``phi`` (which is
+``1e-1226`` at ``D = 3072``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import plans
+from ..kernels import backend as backends
+from .base import Bound, Field
+
+#: points closer than ``Z_FLOOR * L`` to a plate are evaluated at that distance (the string is
+#: then ``~1e-12 L`` wide for the strong profile: numerically the plate itself), which keeps
+#: ``1/sigma^2`` finite.
+Z_FLOOR = 1e-12
+
+
+class GaussianPathField(Field):
+    """A superposition of Gaussian paths with width profile ``profile(z) -> (sigma, dsigma_dz)``.
+
+    Parameters
+    ----------
+    L : float
+        Plate distance.
+    profile : callable, optional
+        ``profile(z)`` for an array ``z`` in ``(0, L)`` returns ``(sigma, dsigma_dz)``, arrays of
+        the shape of ``z``, ``sigma > 0``. Subclasses override :meth:`profile` instead.
+
+    Examples
+    --------
+    A sine bridge of width 0.5 (a proper field: the width vanishes at both plates)::
+
+        f = GaussianPathField(L=6.0, profile=lambda z: (0.5 * np.sin(np.pi * z / 6),
+                                                        0.5 * np.pi / 6 * np.cos(np.pi * z / 6)))
+    """
+
+    lines = "z"
+    vanishes_outside = True
+    claims = ("endpoints", "superposition", "gauss", "flux", "forward", "vanishes_outside", "divergence_free")
+
+    def __init__(self, L=6.0, profile=None):
+        super().__init__(L)
+        if profile is not None and not callable(profile):
+            raise ValueError(f"profile must be a callable z -> (sigma, dsigma_dz), got {profile!r}")
+        self._profile = profile
+
+    def profile(self, z):
+        """``(sigma(z), sigma'(z))`` for an array ``z`` in ``(0, L)``."""
+        if self._profile is None:
+            raise NotImplementedError(f"{type(self).__name__} has no width profile: pass profile= or override profile()")
+        return self._profile(z)
+
+    def params(self):
+        params = super().params()
+        params.pop("profile", None)  # a callable: the subclass's own parameters name it
+        return params
+
+    def widths(self, z):
+        """``(sigma, s = sigma'/sigma)`` at the float64 array ``z``, checked: finite, ``sigma > 0``."""
+        z = np.asarray(z, dtype=np.float64)
+        sigma, dsigma = (np.broadcast_to(np.asarray(v, dtype=np.float64), z.shape) for v in self.profile(z))
+        if not (np.all(np.isfinite(sigma)) and np.all(np.isfinite(dsigma)) and np.all(sigma > 0)):
+            bad = int(np.flatnonzero(~(np.isfinite(sigma) & np.isfinite(dsigma) & (sigma > 0)))[0])
+            raise ValueError(f"{self!r}: the width profile gives sigma={sigma[bad]!r}, sigma'={dsigma[bad]!r} "
+                             f"at z={z[bad]!r}; it must be finite with sigma > 0 inside (0, L)")
+        return sigma, dsigma / sigma
+
+    def sigma(self, z):
+        """String width ``sigma(z)`` (for ``0 < z < L``)."""
+        return self.widths(z)[0]
+
+    def bind(self, sources, sinks, plan="paired", backend="auto", method="auto"):
+        return BoundGaussianPath(self, sources, sinks, plan, backend, method)
+
+
+class BoundGaussianPath(Bound):
+    """:meth:`GaussianPathField.bind`: the plan's support ``(I, J, log pi)`` and what the backend
+    prepares of the charges (centring, norms, pair distances for the GEMM form), made once."""
+
+    def __init__(self, field, sources, sinks, plan="paired", backend="auto", method="auto"):
+        super().__init__(field, sources, sinks, backend, method)
+        self.I, self.J, self.logw = plans.support(plan, backends.to_host(self.sources), backends.to_host(self.sinks))
+
+    def _prepare(self, A, B):
+        return self.backend.prepare_pairs(A, B, self.I, self.J, self.gemm)
+
+    def direction(self, points, return_ess=False):
+        """:meth:`Field.direction` at ``points`` for the bound charges and plan."""
+        f, bk = self.source_field, self.backend
+        points, dtype, on_device = self._points(points)
+        A, B, prepared = self.charges(dtype)
+        xp = bk.xp
+        P = xp.asarray(points, dtype=dtype)
+        z = P[:, 0].astype(np.float64)
+        mask = (z > 0) & (z < f.L)
+        # a slice when every point is inside (the usual case): no gather and scatter copies
+        inside = slice(None) if bool(mask.all()) else xp.nonzero(mask)[0]
+
+        u = xp.zeros(P.shape, dtype=dtype)
+        log_norm = xp.full(len(P), -np.inf)
+        ess = xp.zeros(len(P))
+        if bool(mask.any()):
+            zi = xp.clip(z[inside], Z_FLOOR * f.L, f.L * (1 - Z_FLOOR))
+            sigma, s = (xp.asarray(v) for v in f.widths(backends.to_host(zi)))
+            X = xp.ascontiguousarray(P[inside, 1:])
+            log_ez, slope, ess_in = bk.gaussian_path(X, zi / f.L, sigma, s, f.L, A, B, self.I, self.J, self.logw,
+                                                     self.gemm, prepared)
+            sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
+            u0 = 1 / xp.sqrt(1 + sq)
+            slope *= u0[:, None].astype(dtype)
+            u[inside, 0] = u0
+            u[inside, 1:] = slope
+            log_norm[inside] = log_ez + 0.5 * xp.log1p(sq)
+            ess[inside] = ess_in
+        u, log_norm, ess = self._result(on_device, u, log_norm, ess)
+        return (u, log_norm, ess) if return_ess else (u, log_norm)

@@ -1,0 +1,59 @@
+"""The strong-interaction field of IFM: the Gaussian-path field of the sine-bridge width profile.
+
+Quarks ``a_i`` sit on ``z = 0``, antiquarks ``b_j`` on ``z = L``; each pair is joined by a
+Gaussian string (:mod:`physfield.fields.gaussian_path`) whose width follows
+
+    sigma(z) = sigma0 sin(k z)          0 < z < d          k = pi / (2 d)
+    sigma(z) = sigma0                   d <= z <= L - d
+    sigma(z) = sigma0 sin(k (L - z))    L - d < z < L
+
+so ``s = sigma'/sigma`` is ``k cot(k z)`` near ``P``, 0 in the middle and ``-k cot(k (L - z))``
+near ``Q``. The width vanishes at both plates (the strings start and end at the charges) and
+``sigma'`` is continuous at ``z = d`` and ``L - d`` (``sigma''`` jumps there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import validate
+from .base import register
+from .gaussian_path import GaussianPathField
+
+
+def sine_bridge(z, L, sigma0, d):
+    """``(sigma(z), sigma'(z))`` of the profile above for ``0 < z < L`` (NumPy ``z``)."""
+    k = np.pi / (2 * d)
+    left, right = z < d, z > L - d
+    end = np.where(left, z, np.where(right, L - z, d))  # depth into the nearer end region
+    sign = np.where(left, 1.0, np.where(right, -1.0, 0.0))
+    return sigma0 * np.sin(k * end), sign * sigma0 * k * np.cos(k * end)
+
+
+@register
+class StrongField(GaussianPathField):
+    """The IFM strong-interaction field between the plates ``z = 0`` and ``z = L``.
+
+    Parameters
+    ----------
+    L : float
+        Plate distance.
+    sigma0 : float
+        String width between the end regions.
+    d : float
+        End length, ``0 < d <= L/2`` (``d = L/2``: a pure sine bridge; small ``d``: long straight
+        strings).
+    """
+
+    name = "strong"
+
+    def __init__(self, L=6.0, sigma0=1.0, d=0.5):
+        super().__init__(L)
+        self.sigma0 = validate.positive("sigma0", sigma0)
+        self.d = validate.positive("d", d)
+        if self.d > self.L / 2 * (1 + 1e-12):
+            raise ValueError(f"d must satisfy 0 < d <= L/2 = {self.L / 2}, got {self.d}")
+        self.d = min(self.d, self.L / 2)
+
+    def profile(self, z):
+        return sine_bridge(z, self.L, self.sigma0, self.d)

@@ -1,0 +1,12 @@
+"""Monte Carlo training targets: a pure sampler of batches, and the HDF5 store they go to.
+
+``sampler`` (:func:`~physfield.targets.sampler.make_run`, :func:`~physfield.targets.sampler.batch`:
+batch ``k`` of a run), ``store`` (:func:`generate`, :func:`open_cache`, :class:`Cache`, the
+schema).
+"""
+
+from .sampler import OUTSIDE, PLAN_NAMES, Run, batch, make_run
+from .store import ATTRS, COMPRESSION, FORMAT, SCHEMA_VERSION, Cache, GenerateResult, generate, open_cache
+
+__all__ = ["generate", "open_cache", "Cache", "GenerateResult", "make_run", "batch", "Run", "FORMAT",
+           "SCHEMA_VERSION", "ATTRS", "COMPRESSION", "OUTSIDE", "PLAN_NAMES"]

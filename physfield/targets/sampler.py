@@ -1,0 +1,179 @@
+"""Training points and their field targets, batch by batch: batch ``k`` of a run is a pure function.
+
+:func:`batch` ``(run, k)`` draws minibatch ``k`` of the run :func:`make_run` validated. Its random
+generators come from ``numpy.random.SeedSequence([seed, k])`` (children: sources, sinks,
+points), so batch ``k`` is the same bytes whoever computes it and in whatever order.
+
+One minibatch:
+
+1. ``B`` fresh draws ``a_i`` of the source and ``B`` of the target ``b_j`` (``physfield.data``).
+2. The plan ``pi`` (``B x B``) of the batch: ``paired`` (``I / B``), ``independent``,
+   ``optimal`` (exact OT, the IFM-MB variant) or ``sinkhorn`` (entropic, ``reg`` relative to the
+   mean cost).
+3. One training point per source ``i``: its partner ``j`` is drawn from the row ``pi_i. / sum_j
+   pi_ij`` (``j = i`` for ``paired``; the matched sink for an OT permutation), then::
+
+       z ~ U(eps, L - eps),   t = z / L
+       x = (1 - t) a_i + t b_j + lambda * sqrt(sigma_n^2(z)) * xi,   xi ~ N(0, I_D)
+       sigma_n^2(z) = L/2 - |L/2 - z|          (distance to the nearer plate)
+
+   For a field that does not vanish outside the plates (``field.vanishes_outside`` false: the
+   Coulomb field of EFM) each point is instead, with probability ``outside_fraction`` (default
+   :data:`OUTSIDE`), put outside the plates, because lines that reverse or leak run there and
+   the learner must follow them: with probability 1/2 behind ``P`` at ``z = -h`` over ``a_i``,
+   else beyond ``Q`` at ``z = L + h`` over ``b_j``, depth ``h ~ U(eps, L)``, with the same noise
+   law ``x = anchor + lambda * sqrt(h) * xi`` (``h`` is again the distance to the nearer plate).
+   A field that vanishes outside (the strong field) takes ``outside_fraction = 0`` only.
+4. Points are rounded to float32 (the stored dtype) and the targets computed at exactly those
+   points from all ``B`` pairs of the batch through ``field.direction(points, a, b, plan=pi)``:
+   the unit direction ``E/|E|``, ``log|E|`` and the effective sample size ``ess`` the field
+   reports (``direction(return_ess=True)``): for the strong field ``1 / sum_k w_k^2`` of the pair
+   weights ``w = softmax(log pi_k - |rho_k|^2 / 2 sigma^2)``, between 1 and the number of pairs;
+   for the Coulomb field the same statistic of the charges' magnitudes ``|q_c G(p - c)|`` over
+   the ``2B`` charges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import data, plans
+from ..fields import Field
+from ..kernels import get_backend
+
+OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outside the plates
+PLAN_NAMES = plans.NAMES
+
+
+@dataclass(frozen=True)
+class Run:
+    """Validated parameters of a run (:func:`make_run`)."""
+
+    field: object
+    source: str
+    target: str
+    B: int
+    plan: str
+    reg: float
+    lam: float
+    eps: float
+    outside: float
+    seed: int
+    dim: int
+    shape: tuple | None
+    backend: str
+    store_pairs: bool
+
+
+def make_run(field, source, target, batch, plan, reg, lam, eps, outside, seed, dim, backend, store_pairs):
+    """The validated :class:`Run`; bad arguments are a one-line ``ValueError``."""
+    if not isinstance(field, Field):
+        raise ValueError(f"field must be a physfield field (StrongField, CoulombField, ...), got {field!r}")
+    try:
+        json.dumps(field.params())
+    except TypeError:
+        raise ValueError(f"{field!r}: a cache records the field's parameters, which must be numbers or "
+                         "strings (subclass the field instead of passing a callable)") from None
+    L = field.L
+    B = positive_int("batch", batch)
+    if plan not in PLAN_NAMES:
+        raise ValueError(f"plan must be one of {', '.join(PLAN_NAMES)}, got {plan!r}")
+    reg = _number("reg", reg)
+    if not reg > 0:
+        raise ValueError(f"reg must be > 0, got {reg}")
+    lam = _number("lambda", lam)
+    if lam < 0:
+        raise ValueError(f"lambda must be >= 0, got {lam}")
+    eps = 1e-3 * L if eps is None else _number("eps", eps)
+    if not 1e-6 * L <= eps < L / 2:
+        raise ValueError(f"eps must lie in [1e-6 L, L/2) = [{1e-6 * L:g}, {L / 2:g}), got {eps}")
+    outside = (0.0 if field.vanishes_outside else OUTSIDE) if outside is None else _number("outside_fraction", outside)
+    if not 0 <= outside < 1:
+        raise ValueError(f"outside_fraction must lie in [0, 1), got {outside}")
+    if field.vanishes_outside and outside > 0:
+        raise ValueError(f"outside_fraction must be 0 for {field!r}: it vanishes outside the plates")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    D = data.sample(source, 1, dim=dim).shape[1]
+    D_target = data.sample(target, 1, dim=dim).shape[1]
+    if D != D_target:
+        raise ValueError(f"source {source!r} is {D}-dimensional but target {target!r} is {D_target}-dimensional")
+    shape = data.shape(source) or data.shape(target)
+    return Run(field, source, target, B, plan, reg, lam, eps, outside, int(seed), D,
+                tuple(int(s) for s in shape) if shape else None, get_backend(backend).name, bool(store_pairs))
+
+
+def positive_int(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _number(name, value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def batch(run, k, timings=None):
+    """Minibatch ``k`` of ``run``: ``B`` points with targets, and the batch's pairs (module docstring).
+
+    A pure function of ``run`` and ``k``. Returns a dict of arrays: ``points``, ``targets``,
+    ``log_norm``, ``ess`` and the batch's ``sources``, ``sinks``, dense ``plan`` and each point's
+    ``partner``. ``timings``: a dict the seconds spent on data, plan and field are added to.
+    """
+    timings = {} if timings is None else timings
+    L, B, D = run.field.L, run.B, run.dim
+    src_seed, snk_seed, pts_seed = np.random.SeedSequence([run.seed, k]).spawn(3)
+    t0 = time.perf_counter()
+    A = data.sample(run.source, B, seed=src_seed, dim=D)
+    Q = data.sample(run.target, B, seed=snk_seed, dim=D)
+    rng = np.random.default_rng(pts_seed)
+    t1 = time.perf_counter()
+    pi = plans.resolve(run.plan, A, Q, reg=run.reg)
+    pi = pi.toarray() if hasattr(pi, "toarray") else np.asarray(pi)
+    partner = np.arange(B) if run.plan == "paired" else _draw_partners(pi, rng)
+    t2 = time.perf_counter()
+
+    z = rng.uniform(run.eps, L - run.eps, B)
+    xi = rng.standard_normal((B, D))
+    if run.outside > 0:
+        out = rng.random(B) < run.outside
+        beyond = rng.random(B) < 0.5
+        h = rng.uniform(run.eps, L, B)
+        z = np.where(out, np.where(beyond, L + h, -h), z)
+    t = np.clip(z / L, 0.0, 1.0)[:, None]
+    spread = run.lam * np.sqrt(np.minimum(np.abs(z), np.abs(L - z)))[:, None]  # sqrt(sigma_n^2(z))
+    x = (1 - t) * A + t * Q[partner] + spread * xi
+    points = np.column_stack([z, x]).astype(np.float32)
+    t3 = time.perf_counter()
+
+    P = points.astype(np.float64)
+    u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
+    if not np.all(np.isfinite(log_norm)):
+        bad = int(np.flatnonzero(~np.isfinite(log_norm))[0])
+        raise ValueError(f"batch {k}: the field vanishes or is not finite at point {bad} ({points[bad, :3]}...)")
+    t4 = time.perf_counter()
+    for name, dt in (("data", t1 - t0 + t3 - t2), ("plan", t2 - t1), ("field", t4 - t3)):
+        timings[name] = timings.get(name, 0.0) + dt
+    return {"points": points, "targets": u.astype(np.float32), "log_norm": log_norm.astype(np.float64),
+            "ess": np.asarray(ess, np.float64), "sources": A, "sinks": Q, "plan": pi, "partner": partner}
+
+
+def _draw_partners(pi, rng):
+    """One sink index per row ``i``, ``j ~ pi_i. / sum_j pi_ij`` (inverse CDF, one uniform per row)."""
+    cdf = np.cumsum(pi, axis=1)
+    j = (cdf <= (rng.random(len(pi)) * cdf[:, -1])[:, None]).sum(axis=1)
+    last = pi.shape[1] - 1 - np.argmax(pi[:, ::-1] > 0, axis=1)  # u rounding up to the row sum
+    return np.minimum(j, last)
+
+
