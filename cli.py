@@ -28,6 +28,23 @@ from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.plans import NAMES as PLANS
 
 
+def rows_table(rows):
+    """Aligned lines of check rows (name, property, value, claim, status, how)."""
+    cells = [("check", "property", "value", "claim", "status", "how")]
+    cells += [(r["name"], r["property"], "nan" if r["value"] is None else f"{r['value']:.3g}", r["claim"],
+               r["status"], r["method"]) for r in rows]
+    widths = [max(len(cell[i]) for cell in cells) for i in range(5)]
+    return ["  ".join(cell[i].ljust(widths[i]) for i in range(5)) + "  " + cell[5] for cell in cells]
+
+
+def verdict(rows):
+    """``all K claimed properties hold`` or ``FAILED: names (k of K claimed properties)``."""
+    claimed = [r for r in rows if r["status"] in ("pass", "fail")]
+    failed = [r["name"] for r in claimed if r["status"] == "fail"]
+    return (f"all {len(claimed)} claimed properties hold" if not failed
+            else f"FAILED: {', '.join(failed)} ({len(failed)} of {len(claimed)} claimed properties)")
+
+
 def table(report):
     """The human-readable report: a header, aligned rows, a verdict line."""
     f, c = report["field"], report["config"]
@@ -35,16 +52,8 @@ def table(report):
     lines = [f"physfield check: {f['kind']} field, {params}",
              (f"data: {c['source']} -> {c['target']}, D={c['dim']}, n={c['n']} per side, plan={c['plan']}, "
               f"seed={c['seed']}, backend={c['backend']}"), ""]
-    cells = [("property", "value", "claim", "status", "how")]
-    cells += [(r["property"], "nan" if r["value"] is None else f"{r['value']:.3g}", r["claim"], r["status"],
-               r["method"]) for r in report["checks"]]
-    widths = [max(len(cell[i]) for cell in cells) for i in range(4)]
-    lines += ["  ".join(cell[i].ljust(widths[i]) for i in range(4)) + "  " + cell[4] for cell in cells]
-    claimed = [r for r in report["checks"] if r["status"] != "measured"]
-    failed = [r["name"] for r in claimed if r["status"] == "fail"]
-    verdict_ = (f"all {len(claimed)} claimed properties hold" if not failed
-                else f"FAILED: {', '.join(failed)} ({len(failed)} of {len(claimed)} claimed properties)")
-    lines += ["", f"{verdict_}  [{report['seconds']:.1f} s]"]
+    lines += rows_table(report["checks"])
+    lines += ["", f"{verdict(report['checks'])}  [{report['seconds']:.1f} s]"]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -160,7 +169,7 @@ def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
     click.get_current_context().exit(0 if report["passed"] else 1)
 
 
-TRACE_STATS = ("arrived", "reversed", "leaked", "lost", "straightness", "flux_error", "w2")
+TRACE_STATS = ("arrived", "reversed", "leaked", "lost", "turned", "straightness", "flux_error", "w2")
 
 
 def trace_table(rows):
@@ -174,20 +183,23 @@ def trace_table(rows):
 @physfield.command()
 @field_options
 @click.option("--lines", type=click.IntRange(min=1), default=512, show_default=True, help="field lines to trace.")
-@click.option("--steps", type=click.IntRange(min=2), default=200, show_default=True,
-              help="RK4 steps in z (strong field).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=4000, show_default=True,
+              help="RK4 steps in arc length after which a line is lost.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="write a PNG of the lines in the (z, x1) plane (and in 3-D for D = 2).")
 @click.option("--sweep-L", "sweep", default=None,
               help="comma-separated plate distances: trace the field(s) on the same data at each L.")
 @one_line_errors
-def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json, lines, steps, plot, sweep):
+def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json, lines, max_steps, plot,
+          sweep):
     """Trace field lines and report how they end.
 
     --field may list several fields, comma-separated (strong,coulomb): each is traced on the same
-    data. Lines start flux-weighted just above P. Reported: the fractions that arrive at Q, reverse
-    (E_z < 0 or back through z = 0), leak (past z = L) or are lost; straightness (length /
-    end-to-end distance); the flux error over planes; W2 between endpoints and Q.
+    data. Lines start flux-weighted on small spheres around the sources and are followed in arc
+    length. Reported: the fractions that arrive at a sink, reverse (back behind z = 0), leak
+    (through z = L away from every sink) or are lost, and those that met E_z < 0 (turned);
+    straightness (length / chord of the arrived lines); the flux error (net line crossings of
+    planes, a backward crossing counting -1); W2 between the arrived endpoints and Q.
     """
     import physfield as pf
 
@@ -201,7 +213,7 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
     for L_ in Ls:
         for name in specs:
             field = build_field(name, L_, params, only_known=len(specs) > 1)
-            res = pf.trace(field, A, B, plan=plan, n_lines=lines, seed=line_seed, n_steps=steps,
+            res = pf.trace(field, A, B, plan=plan, n_lines=lines, seed=line_seed, max_steps=max_steps,
                            keep_paths=plot is not None, backend=backend, progress=not as_json)
             rows.append({"field": name, "L": L_, **res.stats})
             results.append((field, res))
@@ -300,17 +312,30 @@ def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, de
     click.echo(str(train(cfg, resume=resume, progress=True)))
 
 
+def learned_lines_options(method):
+    """The options that load a learned net and step its lines (``method``: the default stepper)."""
+    def decorate(f):
+        options = [
+            click.option("--checkpoint", required=True, help="run folder or checkpoint.pt."),
+            click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default=method, show_default=True),
+            click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+            click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True),
+            click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 @learn.command("sample")
-@click.option("--checkpoint", required=True, help="run folder or checkpoint.pt.")
+@learned_lines_options("euler")
 @click.option("--n", type=click.IntRange(min=1), required=True, help="samples to draw.")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="samples (n, D) as .npy.")
 @click.option("--source", default=None, help="P spec [default: the run's source].")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="z steps; Coulomb runs: arc-length step (L - eps) / steps.")
-@click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default="euler", show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--trajectories", type=click.Path(dir_okay=False), default=None,
               help="also save the lines (steps+1, n, D+1) as .npy.")
 @click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
@@ -343,6 +368,37 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     if inputs_path is not None:
         np.save(inputs_path, result.inputs)
     click.echo(f"{result}; saved {out}")
+
+
+@learn.command("check")
+@learned_lines_options("rk4")
+@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True, help="learned lines to follow.")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="arc-length step (L - eps) / steps; a line gets 10 x steps at most.")
+@click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only.")
+@one_line_errors
+def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
+    """Follow the learned lines from P in arc length and measure how they end: f_z <= 0, back
+    behind P, through z = L outside Q, lost, ending off Q. Exit status 1 when a property the
+    run's field claims fails."""
+    import torch
+
+    from learn.check import check as check_lines
+    from learn.sample import load_model
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda asked but torch sees no CUDA device")
+    model, run = load_model(checkpoint, weights, device)
+    rows, _ = check_lines(model, run, n, steps, method, seed, device)
+    passed = all(r["status"] != "fail" for r in rows)
+    if as_json:
+        click.echo(json.dumps({"checkpoint": str(checkpoint), "field": run["field"], "checks": rows,
+                               "passed": passed}, indent=2))
+    else:
+        click.echo(f"learn check: {checkpoint}, field {run['field']['kind']}\n")
+        click.echo("\n".join(line.rstrip() for line in rows_table(rows)))
+        click.echo("\n" + verdict(rows))
+    click.get_current_context().exit(0 if passed else 1)
 
 
 @learn.command("eval")

@@ -4,7 +4,7 @@
 
 A size ``nxNxD[:plan]`` is ``n`` points, ``N`` sources and ``N`` sinks in ``D`` dimensions;
 ``paired`` (default) has ``K = N`` pairs, ``independent`` ``K = N^2``. Every method computes,
-at points ``(z, x)`` with ``t = z / L`` and the pairs ``(a_k, b_k)`` of the plan (SPEC section 2),
+at points ``(z, x)`` with ``t = z / L`` and the pairs ``(a_k, b_k)`` of the plan (the README's strong field),
 
     rho_k = x - a_k - t (b_k - a_k),    l_k = log pi_k - |rho_k|^2 / (2 sigma(z)^2)
     v_k   = (b_k - a_k) / L + s(z) rho_k

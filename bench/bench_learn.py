@@ -26,7 +26,7 @@ Rows (``--rows``):
 - ``CFM`` / ``OT-CFM``: torchcfm's ``ConditionalFlowMatcher`` and
   ``ExactOptimalTransportConditionalFlowMatcher`` (``--fm-sigma``): fresh source/target batches
   every step, the MLP regresses ``u_t`` at ``(t, x_t)`` with ``t`` fed in the ``z`` column
-  (``L = 1``, so the embedding sees the same ``t = z / L``), sampled by ``learn.sample.integrate``
+  (``L = 1``, so the embedding sees the same ``t = z / L``), sampled by ``physfield.lines.follow_z``
   with the same Euler steps from ``t = 0`` to 1.
 
 ``cache s`` is the target generation (IFM/EFM only), ``train s`` the optimisation alone. For
@@ -56,6 +56,7 @@ import physfield as pf
 from learn import evaluate as ev
 from learn import models, sample, train
 from physfield import data as pdata
+from physfield import lines
 from physfield.targets import generate
 
 TOY_ROWS = ("IFM", "IFM-MB", "EFM", "CFM", "OT-CFM", "IFM L=40")
@@ -86,7 +87,7 @@ def fm_train(cfg, source, target, D, matcher_name, sigma):
 @torch.no_grad()
 def fm_sample(model, x0, steps):
     x = torch.from_numpy(x0.astype(np.float32))
-    x, _, _ = sample.integrate(sample.slope_fn(model, True), x, 0.0, 1.0, steps)
+    x, _, _ = lines.follow_z(sample.slope_fn(model, True), x, 0.0, 1.0, steps)
     return x.numpy()
 
 

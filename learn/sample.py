@@ -5,11 +5,8 @@ The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope
     direction network:  s = f_x / f_z      (f = f(z, x) in R^{D+1})
     velocity network:   s = f / L          (f in R^D, the slope dx/dt in t = z / L)
 
-integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by
-
-    euler:  x += h k1
-    heun:   x += h (k1 + k2) / 2,                k2 = s(z + h, x + h k1)
-    rk4:    x += h (k1 + 2 k2 + 2 k3 + k4) / 6   (classical)
+integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by Euler, Heun or
+RK4 (:func:`physfield.lines.follow_z`, the one line follower of the package).
 
 A direction network may answer ``f_z <= 0`` (or a non-finite ``f``) where the true strong field
 never does: the line would reverse and ``f_x / f_z`` blow up. Such a stage gets slope 0 (the
@@ -28,18 +25,13 @@ field of EFM): the learned direction may turn back, so lines are followed in ``t
 
 with the same stepper (Euler, Heun or RK4 on this autonomous ODE), step ``h = (L - eps) /
 steps`` (a straight line takes ``steps`` steps), at most ``max_steps`` (default
-``ARC_STEP_CAP * steps``) steps, so sampling always ends. Each line ends with one status
-(``ARC_STATUS``), checked after every step:
-
-- ``lost``      ``f = 0`` or a non-finite ``f`` at a stage (a null point: no direction; the line
-                stays where it was), or, unless the step crossed a plate, ``|x - c| > radius``
-                (default ``ARC_RADIUS * (L + r)``), or still running after ``max_steps``;
-- ``reversed``  ``z <= 0``: the line went behind ``P`` (a start at ``z <= 0`` is reversed at once);
-- ``arrived``   ``z >= L`` with the crossing point ``x*`` (linear between the last two points)
-                inside the support ball ``|x* - c| <= r`` of ``Q``;
-- ``leaked``    ``z >= L`` with ``x*`` outside that ball: the line went round the plate or wide
-                of ``Q`` (the learned analogue of ``physfield.trace``'s "crossed the plane away
-                from every sink", the sinks being unknown to a network).
+``ARC_STEP_CAP * steps``) steps, so sampling always ends, by :func:`physfield.lines.follow_arc`
+with its end rules: each line ends ``arrived`` (through ``z = L`` with its crossing point within
+the support ball ``|x* - c| <= r`` of ``Q``), ``leaked`` (through ``z = L`` outside it: the
+learned analogue of a line passing the plate away from every sink, the sinks being unknown to a
+network), ``reversed`` (a backward step to ``z <= 0``: behind ``P``) or ``lost`` (``f = 0`` or
+a non-finite ``f``, farther than ``radius`` (default ``ARC_RADIUS * (L + r)``) from
+``(L/2, c)``, or still running after ``max_steps``).
 
 ``c, r``: the mean of ``SUPPORT_DRAWS`` draws of the run's target spec and the largest distance
 of a draw from it. Samples are the crossing points of the ``arrived`` lines only, with their
@@ -55,14 +47,12 @@ import numpy as np
 import torch
 
 from physfield import data as pdata
+from physfield import lines
 
 from . import models
 from .train import load_checkpoint
 
-METHODS = ("euler", "heun", "rk4")
-
-
-ARC_STATUS = ("arrived", "leaked", "reversed", "lost")
+ARC_STATUS = lines.STATUS
 STEEP_FACTOR = 2.0  # sampler slopes are capped at this times the steepest training target
 ARC_STEP_CAP = 10
 ARC_RADIUS = 10.0
@@ -126,99 +116,28 @@ def slope_fn(model, velocity, limit=None, L=1.0):
     return slope
 
 
-def integrate(slope, x, z0, z1, steps, method="euler", keep=False):
-    """Advance ``x`` (torch ``(n, D)``) from ``z0`` to ``z1``; returns ``(x, bad_count (n,), path)``
-    with ``path`` the list of ``(n, D+1)`` points on the grid when ``keep``."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    h = (z1 - z0) / steps
-    bad = torch.zeros(len(x), dtype=torch.int64, device=x.device)
-    path = []
-
-    def s(z, y):
-        k, b = slope(z, y)
-        bad.add_(b)
-        return k
-
-    for i in range(steps):
-        z = z0 + i * h
-        if keep:
-            path.append(torch.cat([torch.full_like(x[:, :1], z), x], dim=1))
-        k1 = s(z, x)
-        if method == "euler":
-            x = x + h * k1
-        elif method == "heun":
-            x = x + h / 2 * (k1 + s(z + h, x + h * k1))
-        else:
-            k2 = s(z + h / 2, x + h / 2 * k1)
-            k3 = s(z + h / 2, x + h / 2 * k2)
-            x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + s(z + h, x + h * k3))
-    if keep:
-        path.append(torch.cat([torch.full_like(x[:, :1], z1), x], dim=1))
-    return x, bad, path
-
-
 def unit_fn(model):
-    """``(tau, p) -> (f/|f|, bad)``: the arc-length slope, 0 where ``f = 0`` or ``f`` is not finite."""
+    """``p -> f(p) / |f(p)|``: the learned direction in arc length (NaN where ``f = 0``: the
+    follower then finds no direction there)."""
 
-    def unit(tau, p):
+    def unit(p):
         f = model(p).to(p.dtype)
-        norm = f.norm(dim=1)
-        ok = (norm > 0) & torch.isfinite(norm)
-        return torch.where(ok[:, None], f / torch.where(ok, norm, 1.0)[:, None], 0.0), ~ok
+        return f / f.norm(dim=1, keepdim=True)
 
     return unit
 
 
-def _crossing(p_old, p_new, level):
-    """``x`` where the segment ``p_old -> p_new`` meets the plane ``z = level``."""
-    t = ((level - p_old[:, 0]) / (p_new[:, 0] - p_old[:, 0])).clamp(0.0, 1.0)[:, None]
-    return p_old[:, 1:] + t * (p_new[:, 1:] - p_old[:, 1:])
-
-
 def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False):
-    """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` (torch ``(n, D+1)``) with step ``h`` until
-    each line ends (module docstring, Coulomb runs). Returns ``(status (n,) int64 indexing
-    ARC_STATUS, end (n, D+1) final points, fz_negative (n,) bool, steps done, path)``; arrived and
-    leaked lines end at their crossing ``(L, x*)``, reversed ones at their crossing of ``z = 0``,
-    ``path`` (when ``keep``) the list of all lines' points after each step (ended lines frozen)."""
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` (torch ``(n, D+1)``) with step ``h`` by
+    :func:`physfield.lines.follow_arc` (module docstring, Coulomb runs): the end rules with ``Q``'s
+    support ball (``centre`` ``(D,)``, radius ``support``) as the one target, no capture before the
+    plate, escape beyond ``radius`` of ``(L/2, centre)``. Returns the follower's
+    :class:`physfield.lines.ArcLines`."""
     if not (h > 0 and radius > 0 and support >= 0):
         raise ValueError(f"need step h > 0, radius > 0 and support radius >= 0, got {h}, {radius}, {support}")
-    ARRIVED, LEAKED, REVERSED, LOST = range(4)
-    p = p.clone()
-    status = torch.where(p[:, 0] <= 0, REVERSED, -1)
-    fz_negative = torch.zeros(len(p), dtype=torch.bool, device=p.device)
-    unit = unit_fn(model)
-    path = [p.clone()] if keep else []
-    done = 0
-    while done < max_steps and bool((status < 0).any()):
-        idx = torch.nonzero(status < 0).squeeze(1)
-        old = p[idx]
-
-        def stage(tau, q):
-            u, bad = unit(tau, q)
-            fz_negative[idx] |= u[:, 0] < 0
-            return u, bad
-
-        new, bad, _ = integrate(stage, old, 0.0, h, 1, method)
-        s = torch.where((new[:, 1:] - centre).norm(dim=1) > radius, LOST, -1)
-        behind, past = new[:, 0] <= 0, new[:, 0] >= L
-        s[behind] = REVERSED
-        s[past] = torch.where((_crossing(old, new, L) - centre).norm(dim=1) <= support, ARRIVED, LEAKED)[past]
-        for mask, level in ((behind, 0.0), (past, L)):
-            new[mask] = torch.cat([torch.full_like(new[mask][:, :1], level), _crossing(old, new, level)[mask]], 1)
-        stalled = bad > 0
-        s[stalled], new[stalled] = LOST, old[stalled]
-        p[idx], status[idx] = new, s
-        done += 1
-        if keep:
-            path.append(p.clone())
-    status[status < 0] = LOST
-    return status, p, fz_negative, done, path
+    ends = lines.Ends(L=L, targets=centre[None, :], radius=support, capture=False, R_max=radius,
+                      centre=torch.cat([torch.full_like(centre[:1], L / 2), centre]))
+    return lines.follow_arc(unit_fn(model), p, ends, h, max_steps, method, keep=keep)
 
 
 def lines_of(run):
@@ -260,7 +179,7 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
     velocity = run["train"]["target"] == "velocity"
     limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None
-    x, bad, path = integrate(slope_fn(model, velocity, limit, L), x, eps, L, steps, method, keep=trajectories)
+    x, bad, path = lines.follow_z(slope_fn(model, velocity, limit, L), x, eps, L, steps, method, keep=trajectories)
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),
@@ -273,8 +192,6 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     """The Coulomb branch of :func:`sample`: arc length from ``(eps, x0)`` (module docstring)."""
     cache = run["cache"]
     D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     c, r = support_ball(cache["target"], D)
@@ -283,13 +200,12 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     h = (L - eps) / steps
     p = torch.cat([torch.full_like(x[:, :1], eps), x], dim=1)
     centre = torch.from_numpy(c.astype(np.float32)).to(x.device)
-    status, end, fz_negative, done, path = follow_arc(model, p, L, h, max_steps, centre, r, radius, method,
-                                                      trajectories)
-    status = status.cpu().numpy()
-    mask = status == 0
-    stats = {"sampler": "arc", "n": len(x0), "method": method, "h": h, "max_steps": max_steps, "steps_done": done,
-             "radius": radius, "support_centre": c.tolist(), "support_radius": r, "z0": eps, "z1": L,
-             "lines_fz_negative": int(fz_negative.sum())}
+    res = follow_arc(model, p, L, h, max_steps, centre, r, radius, method, trajectories)
+    status = res.status.cpu().numpy()
+    mask = status == lines.ARRIVED
+    stats = {"sampler": "arc", "n": len(x0), "method": method, "h": h, "max_steps": max_steps,
+             "steps_done": int(res.steps.max()), "radius": radius, "support_centre": c.tolist(), "support_radius": r,
+             "z0": eps, "z1": L, "lines_fz_negative": int(res.turned.sum())}
     stats.update({k: int((status == i).sum()) for i, k in enumerate(ARC_STATUS)})
-    paths = torch.stack(path).cpu().numpy() if trajectories else None
-    return SampleResult(end[:, 1:].cpu().numpy()[mask], paths, stats, x0[mask], mask, status)
+    paths = torch.stack(res.path).cpu().numpy() if trajectories else None
+    return SampleResult(res.end[:, 1:].cpu().numpy()[mask], paths, stats, x0[mask], mask, status)

@@ -14,8 +14,6 @@ from scipy.special import logsumexp, roots_legendre
 
 from .fields.coulomb import log_sphere_area
 
-#: most lattice nodes one plane's quadrature may use
-MAX_NODES = 4_000_000
 #: matrix entries per chunk of scratch work
 CHUNK = 2**21
 
@@ -30,87 +28,88 @@ def on_plane(z, x):
     return np.column_stack([np.full(len(x), float(z)), x])
 
 
-def lattice(centres, radius, h):
-    """Nodes of the lattice ``h Z^D`` within ``radius`` (per axis) of some centre, and the cell volume.
-
-    The nodes of the bounding box of all the cubes, or of the union of the cubes when that is
-    smaller (a few narrow strings far apart).
-    """
-    lo = np.floor((centres - radius) / h).astype(np.int64)
-    side = int(np.ceil(2 * radius / h)) + 2
-    first, last = lo.min(axis=0), lo.max(axis=0) + side
-    in_box, in_cubes = np.prod((last - first).astype(float)), float(len(lo)) * side ** lo.shape[1]
-    if min(in_box, in_cubes) > MAX_NODES:
-        raise ValueError(f"flux quadrature would need {min(in_box, in_cubes):.3g} lattice nodes (spacing "
-                         f"{h:.3g}): the field is too narrow for the extent of the data")
-    if in_box <= in_cubes:
-        axes = [np.arange(a, b) for a, b in zip(first, last)]
-        idx = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(first))
-    else:
-        cube = np.stack(np.meshgrid(*[np.arange(side)] * lo.shape[1], indexing="ij"), axis=-1)
-        idx = np.unique((lo[:, None, :] + cube.reshape(1, -1, lo.shape[1])).reshape(-1, lo.shape[1]), axis=0)
-    return idx * h, h ** lo.shape[1]
-
-
-def flux_quadrature(direction, z, centres, radius, h):
-    """``int E_z(z, x) dx`` over ``R^D`` by the lattice rule (for ``D = 1, 2``):
-
-        int f dx  ~  h^D  sum_{x in h Z^D} f(x)
-
-    on the nodes within ``radius`` of the ``centres`` (:func:`lattice`), where the integrand must
-    be negligible outside. For smooth integrands this is the trapezoid rule on ``R^D``, spectrally
-    accurate: for a Gaussian of width ``sigma`` the error is about ``exp(-2 pi^2 sigma^2 / h^2)``.
-    """
-    nodes, cell = lattice(np.atleast_2d(centres), radius, h)
-    u, log_norm = direction(on_plane(z, nodes))
-    return cell * float(np.sum(u[:, 0] * magnitude(log_norm)))
-
-
-def flux_importance(direction, z, x, log_q):
-    """``int E_z(z, x) dx`` by importance sampling from a proposal ``q``: ``x ~ q``, ``log_q = log q(x)``.
-
-    Estimate ``mean_s E_z(x_s) / q(x_s)`` and its standard error ``std / sqrt(n)``; each ratio is
-    formed in log space, ``E_z / q = u_z exp(log|E| - log q)``, so nothing underflows at large ``D``.
-    """
-    u, log_norm = direction(on_plane(z, x))
-    ratio = u[:, 0] * magnitude(log_norm, log_q)
-    return float(ratio.mean()), float(ratio.std(ddof=1) / np.sqrt(len(ratio)))
-
-
-def pair_mixture_sample(rng, n, sources, sinks, I, J, logw, t, scale):
-    """``n`` draws of ``q = sum_k pi_k N((1 - t) a_{i_k} + t b_{j_k}, scale^2 I_D)``, ``pi_k = exp(logw_k)``."""
-    p = np.exp(logw - logw.max())
-    k = rng.choice(len(p), size=n, p=p / p.sum())
-    centres = (1 - t) * sources[I[k]] + t * sinks[J[k]]
-    return centres + scale * rng.standard_normal(centres.shape)
-
-
-def pair_mixture_logpdf(x, sources, sinks, I, J, logw, t, scale):
-    """``log q(x)`` of the mixture of :func:`pair_mixture_sample`, in plain NumPy.
-
-    With ``c_k = (1 - t) a_{i_k} + t b_{j_k}`` (after centring everything on the mean charge)
-
-        |x - c_k|^2 = |x|^2 - 2 ((1 - t) x.a_{i_k} + t x.b_{j_k}) + |c_k|^2,
-        log q(x) = logsumexp_k (log pi_k - |x - c_k|^2 / (2 scale^2)) - D/2 log(2 pi scale^2),
-
-    so the work is ``O(N M + (N + M) D)`` per point for any plan. The expansion loses about
-    ``D eps (|x|^2 + |c|^2)`` absolute in ``|x - c|^2``; it is clamped at 0.
-    """
-    dim = sources.shape[1]
-    centre = np.concatenate([sources, sinks]).mean(axis=0)
-    A, B, X = sources - centre, sinks - centre, x - centre
-    step = max(1, CHUNK // dim)
-    ab = np.concatenate([np.einsum("kd,kd->k", A[I[s:s + step]], B[J[s:s + step]])
-                         for s in range(0, len(I), step)])
-    c2 = (1 - t) ** 2 * np.einsum("kd,kd->k", A, A)[I] + t**2 * np.einsum("kd,kd->k", B, B)[J] + 2 * t * (1 - t) * ab
+def nearest_distances(X, k):
+    """Distance of each row of ``X`` to its ``k``-th nearest other row (chunked direct differences)."""
     out = np.empty(len(X))
-    step = max(1, CHUNK // max(len(I), A.shape[0] + B.shape[0]))
+    step = max(1, CHUNK // max(X.size, 1))
     for s in range(0, len(X), step):
-        Xs = X[s:s + step]
-        xc = (1 - t) * (Xs @ A.T)[:, I] + t * (Xs @ B.T)[:, J]
-        sq = np.maximum(np.einsum("pd,pd->p", Xs, Xs)[:, None] - 2 * xc + c2, 0.0)
-        out[s:s + step] = logsumexp(logw - sq / (2 * scale**2), axis=1)
-    return out - dim / 2 * np.log(2 * np.pi * scale**2)
+        d2 = ((X[s:s + step, None, :] - X[None]) ** 2).sum(axis=-1)
+        out[s:s + step] = np.sqrt(np.partition(d2, min(k, len(X) - 1), axis=1)[:, min(k, len(X) - 1)])
+    return out
+
+
+def kde_logpdf(y, X, b, wide=4.0, share=0.1):
+    """``log q(y)`` of the proposal ``q = (1 - share) KDE_b + share KDE_(wide b)``, ``KDE_b`` the mean
+    of ``N(X_c, b^2 I)`` over the rows ``X_c`` (the wide part keeps the weights' tails bounded)."""
+    dim = X.shape[1]
+    out = np.empty(len(y))
+    step = max(1, CHUNK // max(X.size, 1))
+    for s in range(0, len(y), step):
+        d2 = ((y[s:s + step, None, :] - X[None]) ** 2).sum(axis=-1)
+        parts = [np.log(1 - share) + logsumexp(-d2 / (2 * b**2), axis=1) - dim / 2 * np.log(2 * np.pi * b**2),
+                 np.log(share) + logsumexp(-d2 / (2 * (wide * b) ** 2), axis=1)
+                 - dim / 2 * np.log(2 * np.pi * (wide * b) ** 2)]
+        out[s:s + step] = np.logaddexp(*parts) - np.log(len(X))
+    return out
+
+
+def kde_sample(rng, n, X, b, wide=4.0, share=0.1):
+    """``n`` draws of the proposal of :func:`kde_logpdf`."""
+    c = X[rng.integers(len(X), size=n)]
+    scale = np.where(rng.random(n) < share, wide * b, b)
+    return c + scale[:, None] * rng.standard_normal(c.shape)
+
+
+def plane_flux(direction, z, X, rng, draws=8192, pilot=512):
+    """``int E_z(z, x) dx`` over the plane ``z`` by importance sampling, the proposal built from
+    the points ``X`` ``(K, D)`` where field lines cross the plane (a black box's own flux).
+
+    The proposal is a kernel density of ``X`` (:func:`kde_logpdf`) whose bandwidth ``b`` is
+    chosen among ``{1/4, ..., 8}`` times the median distance of a crossing to its 4th nearest
+    neighbour by the effective sample size of ``pilot`` draws; then ``draws`` fresh draws ``y``
+    give the estimate ``mean E_z(y) / q(y)`` and its standard error (ratios formed in log space).
+    Returns ``(y, w, se)``: the draws and their weights ``w = E_z / q / draws``, so ``w.sum()`` is
+    the flux and ``sum w f(y)`` estimates ``int f E_z dx``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    base = float(np.median(nearest_distances(X, 4))) if len(X) > 1 else 1.0
+    base = base if base > 0 else 1.0
+
+    def weights(y, b):
+        u, log_norm = direction(on_plane(z, y))
+        return u[:, 0].astype(np.float64) * magnitude(log_norm, kde_logpdf(y, X, b))
+
+    def ess(w):
+        return w.sum() ** 2 / max((w**2).sum(), np.finfo(float).tiny)
+
+    b = max((base * f for f in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)),
+            key=lambda b: ess(np.abs(weights(kde_sample(rng, pilot, X, b), b))))
+    y = kde_sample(rng, draws, X, b)
+    w = weights(y, b)
+    top = np.abs(w).max() or 1.0  # the spread of tiny weights, without underflow of their squares
+    return y, w / draws, float(top * (w / top).std(ddof=1) / np.sqrt(draws))
+
+
+def transport_scores(X, sign, line, n, Y, W, centre):
+    """Whether ``n`` lines carry the flux of ``E_z`` through a plane, in standard errors.
+
+    The lines cross the plane at ``X`` (``sign`` +1 forwards, -1 backwards; ``line`` the index of
+    the crossing line); started flux-weighted, they carry ``1/n`` of the flux each, so for a
+    test function ``f``, ``(1/n) sum_crossings sign f(x)`` estimates ``int f E_z dx``, which the
+    importance sample ``Y`` with weights ``W`` (:func:`plane_flux`) estimates independently. Test
+    functions: 1, each coordinate, ``|x - centre|^2``. Returns the largest ``|difference| /
+    standard error`` (both estimates' errors, the lines' from their per-line sums).
+    """
+    def stats(P):
+        P = np.asarray(P, dtype=np.float64)
+        return np.column_stack([np.ones(len(P)), P, ((P - centre) ** 2).sum(axis=1)])
+
+    per_line = np.zeros((n, len(centre) + 2))
+    np.add.at(per_line, line, sign[:, None] * stats(X))
+    per_draw = len(W) * W[:, None] * stats(Y)
+    diff = per_line.mean(axis=0) - per_draw.mean(axis=0)
+    se = np.sqrt(per_line.var(axis=0, ddof=1) / n + per_draw.var(axis=0, ddof=1) / len(W))
+    return float(np.max(np.abs(diff) / np.where(se > 0, se, np.inf)))
 
 
 def ez_stats(u):
@@ -121,6 +120,30 @@ def ez_stats(u):
 def max_magnitude(log_norm, shift=0.0):
     """``max |E| exp(-shift)`` over points (0 when the field vanishes at all of them)."""
     return float(magnitude(np.max(log_norm), shift))
+
+
+def local_scale(direction, points, h0, cap):
+    """The length over which ``|E|`` changes by O(1) near each point, from the field alone:
+
+        l = 1 / max(|grad log|E||, sqrt(max_k |d^2 log|E| / dx_k^2|), 1 / cap)
+
+    by central differences of step ``h0``; NaN where ``E = 0`` at a stencil point."""
+    n, width = points.shape
+    out = np.empty(n)
+    step = max(1, CHUNK // (2 * width * width))
+    eye = np.eye(width)
+    for s in range(0, n, step):
+        P = points[s:s + step]
+        stencil = P[:, None, None, :] + np.array([1.0, -1.0])[None, :, None, None] * h0 * eye
+        _, log_pm = direction(stencil.reshape(-1, width))
+        _, log0 = direction(P)
+        log_pm = log_pm.reshape(len(P), 2, width)
+        with np.errstate(invalid="ignore"):
+            grad = (log_pm[:, 0] - log_pm[:, 1]) / (2 * h0)
+            curv = (log_pm[:, 0] + log_pm[:, 1] - 2 * log0[:, None]) / h0**2
+            rate = np.maximum(np.sqrt((grad**2).sum(axis=1)), np.sqrt(np.abs(curv).max(axis=1)))
+        out[s:s + step] = np.where(np.isfinite(rate), 1 / np.maximum(rate, 1 / cap), np.nan)
+    return out
 
 
 def divergence_residual(direction, points, h, scale):
@@ -223,12 +246,3 @@ def probes_outside(rng, n, L, lo, hi):
     depth = np.where(rng.random(n) < 0.125, 0.0, rng.uniform(0, L, n))
     z = np.where(rng.random(n) < 0.5, -depth, L + depth)
     return np.column_stack([z, rng.uniform(lo, hi, (n, len(lo)))])
-
-
-def probes_strings(rng, n, sources, sinks, I, J, logw, L, width, margin=0.05):
-    """``n`` points near the data: a pair ``k ~ pi``, ``z`` uniform in ``(margin L, (1 - margin) L)``,
-    ``x = c_k(z) + width(z) xi``, ``xi ~ N(0, I_D)`` (``width``: a function of ``z``)."""
-    z = rng.uniform(margin * L, (1 - margin) * L, n)
-    t = (z / L)[:, None]
-    x = pair_mixture_sample(rng, n, sources, sinks, I, J, logw, t, np.asarray(width(z), float)[:, None])
-    return np.column_stack([z, x])

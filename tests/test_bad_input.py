@@ -1,4 +1,4 @@
-"""Bad input (SPEC section 8) ends in one ``ValueError`` whose one-line message names the problem.
+"""Bad input ends in one ``ValueError`` whose one-line message names the problem.
 
 Every case is run against both fields and both public calls (``direction`` and ``field``);
 ``match`` is a word of the message that says what is wrong.

@@ -15,7 +15,7 @@ from conftest import one_line_error
 import physfield as pf
 from cli import physfield
 
-FAST = ["--n", "32", "--lines", "48", "--steps", "30"]
+FAST = ["--n", "32", "--lines", "48"]
 
 
 def invoke(*args):

@@ -1,4 +1,4 @@
-"""The Coulomb field of the EFM capacitor (SPEC section 3), checked against physics, not against itself.
+"""The Coulomb field of the EFM capacitor, checked against physics, not against itself.
 
     E(p) = sum_i alpha_i G(p - (0, a_i)) - sum_j beta_j G(p - (L, b_j)),   G(r) = r / (|S^D| |r|^(D+1))
 
@@ -331,7 +331,7 @@ def test_point_next_to_charge(offset, backend, D):
 @pytest.mark.parametrize("offset", [1e-3, 1e-5])
 def test_gemm_near_a_charge(offset, D):
     """``method="auto"`` takes the GEMM form at these D; near a charge (where tracing starts,
-    SPEC section 4) it must still match the reference to 1e-10 relative."""
+    field lines) it must still match the reference to 1e-10 relative."""
     rng = np.random.default_rng(D)
     A, B = rng.normal(size=(3, D)), rng.normal(size=(3, D))
     P = np.vstack([np.concatenate([[offset], A[0]]), np.concatenate([[0.0], A[1] + offset / math.sqrt(D)])])

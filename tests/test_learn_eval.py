@@ -10,6 +10,7 @@ from conftest import one_line_error
 
 import physfield as pf
 from cli import learn
+from learn import check as learn_check
 from learn import classifier, evaluate, sample
 from physfield import data as pdata
 
@@ -52,6 +53,12 @@ class Capacitor(torch.nn.Module):
         return torch.from_numpy(u)
 
 
+def arc(*args, **kwargs):
+    """``learn.sample.follow_arc`` as ``(status, end, turned, steps done, path)``."""
+    res = sample.follow_arc(*args, **kwargs)
+    return res.status, res.end, res.turned, int(res.steps.max()), res.path
+
+
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 def test_isolated_source_half_reverse_and_rays_land_where_they_point(method):
     """A charge at height z_c = 0.4: lines start on a small sphere around it, uniform in direction.
@@ -62,8 +69,7 @@ def test_isolated_source_half_reverse_and_rays_land_where_they_point(method):
     w = sphere(2000, 3)
     centre = np.array([zc, 0.0, 0.0])
     p0 = torch.from_numpy(centre + r0 * w)
-    status, end, fz_neg, done, _ = sample.follow_arc(PointCharge(centre), p0, L, h, cap, torch.zeros(2), 1.0,
-                                                     radius, method)
+    status, end, fz_neg, done, _ = arc(PointCharge(centre), p0, L, h, cap, torch.zeros(2), 1.0, radius, method)
     status, end = status.numpy(), end.numpy()
     assert np.isfinite(end).all() and done <= cap
     # the expected outcome of each ray from geometry alone
@@ -91,8 +97,7 @@ def test_null_points_and_circles_end_lost_never_hang():
             return torch.where(p[:, 2:3] > 5, torch.nan, f)
 
     p0 = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.2, 0.0], [0.6, 0.0, 7.0]], dtype=torch.float64)
-    status, end, _, done, path = sample.follow_arc(Swirl(), p0, 1.0, 0.01, 300, torch.zeros(2), 1.0, 10.0,
-                                                   "heun", keep=True)
+    status, end, _, done, path = arc(Swirl(), p0, 1.0, 0.01, 300, torch.zeros(2), 1.0, 10.0, "heun", keep=True)
     assert status.tolist() == [LOST] * 3 and done == 300 and len(path) == 301
     assert torch.isfinite(end).all()
     np.testing.assert_array_equal(end[[0, 2]].numpy(), p0[[0, 2]].numpy())  # null / NaN: stays put
@@ -109,7 +114,7 @@ def test_capacitor_lines_never_reverse_between_the_plates():
     p0 = torch.from_numpy(np.column_stack([np.full(200, 1e-3), x0]))
     c = torch.from_numpy(B.mean(axis=0))
     support = float(np.linalg.norm(B - B.mean(axis=0), axis=1).max())
-    status, end, fz_neg, done, _ = sample.follow_arc(Capacitor(L, A, B), p0, L, 0.01, 1000, c, support, 40.0)
+    status, end, fz_neg, done, _ = arc(Capacitor(L, A, B), p0, L, 0.01, 1000, c, support, 40.0)
     status, end = status.numpy(), end.numpy()
     assert (status != REVERSED).all() and not fz_neg.any() and done < 1000
     assert np.isfinite(end).all() and np.all(end[status <= LEAKED, 0] == L)
@@ -133,6 +138,40 @@ def test_coulomb_run_samples_in_arc_length():
     assert np.isfinite(result.samples).all() and "arrived" in str(result)
     strong = dict(run, field={"kind": "strong"})
     assert "sampler" not in sample.sample(model, strong, 8, steps=5).stats  # the z-parametrised sampler
+
+
+class Affine(torch.nn.Module):
+    """A hand-made net: velocity ``f = shift`` (``D`` outputs) or direction ``f = (f_z, shift)``."""
+
+    def __init__(self, shift, fz=None):
+        super().__init__()
+        self.shift, self.fz = torch.tensor(shift, dtype=torch.float32), fz
+
+    def forward(self, p):
+        f = self.shift.to(p.dtype).expand(len(p), -1)
+        if self.fz is None:
+            return f
+        return torch.cat([self.fz(p)[:, None], f], dim=1)
+
+
+STRONG_RUN = {"cache": {"D": 2, "L": 6.0, "eps": 0.006, "source": "gaussian", "target": "gaussian"},
+              "field": {"kind": "strong", "L": 6.0, "sigma0": 1.0, "d": 0.5}}
+
+
+@pytest.mark.parametrize("net_, target, failing", [
+    (Affine([0.0, 0.0]), "velocity", set()),  # P = Q: straight lines land on Q
+    (Affine([20.0, 0.0]), "velocity", {"lines_leaked", "lines_off_q"}),  # thrown wide of Q
+    (Affine([0.0, 0.0], fz=lambda p: 3.0 - p[:, 0]), "direction", {"lines_turned", "lines_lost", "lines_off_q"}),
+], ids=["straight", "wide", "turning"])
+def test_learn_check_measures_learned_lines(net_, target, failing):
+    """A net whose lines land on Q passes; one that throws them wide of Q fails leaked and off Q;
+    one whose f_z turns negative at z = 3 (a null plane there: lines stall) fails turned and lost."""
+    run = dict(STRONG_RUN, train={"target": target})
+    rows, stats = learn_check.check(net_, run, n=200, steps=50)
+    failed = {r["name"] for r in rows if r["status"] == "fail"}
+    assert failed == failing, rows
+    assert {r["name"] for r in rows} >= {"lines_turned", "lines_reversed", "lines_leaked", "lines_lost",
+                                        "lines_off_q"}
 
 
 # ---- digits classifier and metrics ------------------------------------------------------------------
@@ -241,3 +280,10 @@ def test_coulomb_run_end_to_end_cli(tmp_path):
     assert paths.shape[1:] == (40, 3) and len(paths) <= 31 and np.isfinite(paths).all()
     r = invoke("sample", "--checkpoint", run, "--n", 5, "--radius", -1, "-o", tmp_path / "x.npy")
     assert r.exit_code == 2 and "Traceback" not in r.output
+    r = invoke("check", "--checkpoint", run, "--n", 30, "--steps", 10, "--json")
+    assert r.exit_code == 0, r.output  # the Coulomb field claims none of these line properties
+    report = json.loads(r.output)
+    assert {row["status"] for row in report["checks"]} == {"measured"} and report["passed"]
+    r = invoke("check", "--checkpoint", run, "--n", 30, "--steps", 10)
+    assert r.exit_code == 0 and "lines_leaked" in r.output and "all 0 claimed properties hold" in r.output
+    assert "Error:" in invoke("check", "--checkpoint", tmp_path / "nothing").output

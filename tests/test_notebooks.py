@@ -20,7 +20,7 @@ CELL_TIMEOUT = 120  # seconds per cell
 
 # notebook -> text its outputs must contain, and how many images at least
 EXPECT = {
-    "01_fields_and_lines.ipynb": (["arrived", "reversed", "leaked", "all 5 claimed properties hold",
+    "01_fields_and_lines.ipynb": (["arrived", "reversed", "leaked", "all 16 claimed properties hold",
                                    "strong: all lines arrive"], 5),
     "02_toy_training.ipynb": (["$ physfield targets", "$ learn train", "$ learn sample", "after training"], 4),
     "03_digits.ipynb": (["generation", "IFM-MB", "in-out", "classifier accuracy"], 3),

@@ -1,5 +1,5 @@
-"""Transport plans (SPEC section 1): shapes, marginals, optimality, validation, support, and the
-``O(N M + (N + M) D)`` per-point cost of the strong field over a dense plan (SPEC section 2)."""
+"""Transport plans: shapes, marginals, optimality, validation, support, and the
+``O(N M + (N + M) D)`` per-point cost of the strong field over a dense plan."""
 
 from collections import Counter
 from contextlib import nullcontext
@@ -191,7 +191,7 @@ class CountingKernels:
 
 
 def test_independent_plan_work_is_nm_plus_n_plus_m_times_d():
-    """SPEC section 2: over the ``N M`` pairs of ``independent`` the direct path does
+    """Over the ``N M`` pairs of ``independent`` the direct path does
     ``O(N M + (N + M) D)`` work per point, never ``O(N M D)``.
 
     :func:`physfield.engine.path_terms` is run on counting kernels (same row bodies as the

@@ -1,4 +1,4 @@
-"""Property tests of the strong (IFM) field, SPEC section 2.
+"""Property tests of the strong (IFM) field (the README's mathematics).
 
 Every property is checked on random sources, sinks, plans, dimensions and points drawn by
 hypothesis (sizes bounded, examples deterministic through the conftest profile). Random arrays
@@ -10,7 +10,6 @@ code they check.
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +23,7 @@ EPS64 = np.finfo(np.float64).eps
 
 
 def width(z, L, sigma0, d):
-    """``sigma(z)`` and ``sigma'(z)`` of SPEC section 2 (``k = pi / 2d``), for ``0 < z < L``."""
+    """``sigma(z)`` and ``sigma'(z)`` of the strong field (``k = pi / 2d``), for ``0 < z < L``."""
     z = np.asarray(z, dtype=np.float64)
     k = np.pi / (2 * d)
     left, right = z < d, z > L - d
@@ -96,7 +95,7 @@ def setups(draw, dims=st.integers(1, 3), max_charges=6, plans=PLANS, ends=(0.05,
 
 
 def log_space_field(P, s):
-    """Independent float64 log-space evaluation of the field of SPEC section 2.
+    """Independent float64 log-space evaluation of the strong field.
 
     ``l_k = log pi_k - |rho_k|^2 / 2 sigma^2``, ``w = softmax(l)``, slope ``sum_k w_k v_k`` with
     ``v_k = (b - a)/L + (sigma'/sigma) rho_k``, and
@@ -241,7 +240,7 @@ def test_flux_through_planes_is_one_importance_sampling(s):
     assert abs(mean - 1) < 5 * stderr
 
 
-# 4. the field line of one pair (SPEC property 5) ---------------------------------------------
+# 4. the field line of one pair ---------------------------------------------------------------
 
 ONE_PAIR = dict(max_charges=1, plans=("paired",))
 

@@ -1,4 +1,4 @@
-"""Monte Carlo targets cached to HDF5 (SPEC section 5): schema, physics of the stored targets
+"""Monte Carlo targets cached to HDF5: schema, physics of the stored targets
 (recomputed independently from the stored pairs), byte-identical resume, crash safety, refusal
 of foreign and damaged files, one-line errors for bad arguments."""
 

@@ -46,7 +46,8 @@ from ..kernels import engine
 #: property name -> what it says; the vocabulary of ``Field.claims``
 CLAIMS = {
     "endpoints": "lines from the sources end at the sinks",
-    "superposition": "the share of lines from source i ending at sink j is pi_ij / sum_j pi_ij",
+    "superposition": "the field of a plan is the pi-weighted sum of its pairs' fields",
+    "pairing": "for well separated charges, lines from source i end at sink j in the share pi_ij / sum_j pi_ij",
     "gauss": "the flux out of a small sphere around a charge is that charge",
     "flux": "the flux through every plane between the plates is 1",
     "forward": "E_z > 0 between the plates: no line turns back",

@@ -87,7 +87,7 @@ class CoulombField(Field):
     name = "coulomb"
     lines = "arc"
     vanishes_outside = False
-    claims = ("gauss", "divergence_free")
+    claims = ("superposition", "gauss", "divergence_free")
 
     def bind(self, sources, sinks, plan="paired", backend="auto", method="auto"):
         return BoundCoulomb(self, sources, sinks, plan, backend, method)

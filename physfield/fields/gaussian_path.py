@@ -55,7 +55,8 @@ class GaussianPathField(Field):
 
     lines = "z"
     vanishes_outside = True
-    claims = ("endpoints", "superposition", "gauss", "flux", "forward", "vanishes_outside", "divergence_free")
+    claims = ("endpoints", "superposition", "pairing", "gauss", "flux", "forward", "vanishes_outside",
+              "divergence_free")
 
     def __init__(self, L=6.0, profile=None):
         super().__init__(L)

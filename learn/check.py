@@ -1,0 +1,94 @@
+"""Line diagnostics of a learned net: ``learn check --checkpoint DIR``.
+
+The learned field is followed like an exact one in ``physfield check``: as a black box, from
+``P`` in arc length, free to turn back or to pass the sink plate, with the one follower of
+physfield (:func:`physfield.lines.follow_arc`). Lines start at ``(eps, a)``, ``a ~ P`` (the run's
+source spec); the direction is ``f / |f|`` for a direction net and ``(1, f / L) / |(1, f / L)|``
+for a velocity net (whose ``f_z`` is 1 by construction); the step is ``(L - eps) / steps``.
+The end rules are those of :mod:`learn.sample` (``Q``'s support ball as the one target, no
+capture before the plate). Rows (the properties the run's field claims are marked pass/fail,
+the others measured):
+
+- ``lines_turned`` (forward): the share of lines that met ``f_z <= 0``;
+- ``lines_reversed`` (forward): the share that went back behind ``z = 0``;
+- ``lines_leaked`` (vanishes_outside): the share through ``z = L`` outside ``Q``'s support;
+- ``lines_lost`` (endpoints): the share at a null point, escaped or out of steps;
+- ``lines_off_q`` (endpoints): the share whose end is farther from the nearest of
+  ``SUPPORT_DRAWS`` draws of ``Q`` than ``OFF_Q_QUANTILE`` of those draws are from their own
+  nearest neighbour (a line that arrives between ``Q``'s modes ends off ``Q``);
+- ``w2`` (measured): ``W2`` between the arrived lines' ends and as many fresh draws of ``Q``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from physfield import data as pdata
+from physfield import fields, lines
+from physfield.metrics import w2
+
+from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball
+
+LINE_TOL = 0.01  # turned, reversed, leaked, lost: largest share
+OFF_Q_TOL = 0.05  # largest share of ends off Q
+OFF_Q_QUANTILE = 0.99  # of the nearest-neighbour distances among Q's own draws
+
+
+def direction_fn(model, velocity, L):
+    """``p -> unit direction`` of the learned field (module docstring)."""
+
+    def direction(p):
+        f = model(p).to(p.dtype)
+        if velocity:
+            f = torch.cat([torch.ones_like(f[:, :1]), f / L], dim=1)
+        return f / f.norm(dim=1, keepdim=True)
+
+    return direction
+
+
+@torch.no_grad()
+def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
+    """The rows of the module docstring for ``n`` learned lines; returns ``(rows, stats)``."""
+    cache = run["cache"]
+    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
+    field = fields.from_params(run["field"])
+    velocity = run["train"]["target"] == "velocity"
+    x0 = pdata.sample(cache["source"], n, seed=seed, dim=D)
+    p = torch.from_numpy(np.column_stack([np.full(n, eps), x0]).astype(np.float32)).to(device)
+    c, r = support_ball(cache["target"], D)
+    centre = torch.from_numpy(c.astype(np.float32)).to(device)
+    ends = lines.Ends(L=L, targets=centre[None, :], radius=r, capture=False, R_max=ARC_RADIUS * (L + r),
+                      centre=torch.cat([torch.full_like(centre[:1], L / 2), centre]))
+    res = lines.follow_arc(direction_fn(model, velocity, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
+                           method)
+    status = res.status.cpu().numpy()
+    share = {name: float(np.mean(status == code)) for code, name in enumerate(lines.STATUS)}
+    end = res.end[:, 1:].cpu().numpy()
+    arrived = status == lines.ARRIVED
+    Q = pdata.sample(cache["target"], SUPPORT_DRAWS, seed=1, dim=D)
+    spacing = float(np.quantile(cKDTree(Q).query(Q, k=2)[0][:, 1], OFF_Q_QUANTILE))
+    off = float(np.mean(~arrived | (cKDTree(Q).query(end)[0] > spacing)))
+    turned = float(res.turned.float().mean())
+    how = f"{n} learned lines from P, {method} in arc length, step (L - eps)/{steps}"
+    rows = [
+        ("lines_turned", "forward", turned, turned <= LINE_TOL, f"<= {LINE_TOL}",
+         f"{how}: share meeting f_z <= 0" + (" (a velocity net: f_z = 1 by construction)" if velocity else "")),
+        ("lines_reversed", "forward", share["reversed"], share["reversed"] <= LINE_TOL, f"<= {LINE_TOL}",
+         "share back behind z = 0"),
+        ("lines_leaked", "vanishes_outside", share["leaked"], share["leaked"] <= LINE_TOL, f"<= {LINE_TOL}",
+         f"share through z = L outside Q's support ball (radius {r:.3g})"),
+        ("lines_lost", "endpoints", share["lost"], share["lost"] <= LINE_TOL, f"<= {LINE_TOL}",
+         "share at a null point, escaped or out of steps"),
+        ("lines_off_q", "endpoints", off, off <= OFF_Q_TOL, f"<= {OFF_Q_TOL}",
+         f"share not ending within {spacing:.3g} of a draw of Q (its {OFF_Q_QUANTILE:.0%} nearest-neighbour "
+         "spacing)"),
+    ]
+    out = [{"name": name, "property": prop, "value": value, "claim": claim, "method": method_,
+            "status": ("pass" if ok else "fail") if prop in field.claims else "measured"}
+           for name, prop, value, ok, claim, method_ in rows]
+    if arrived.any():
+        out.append({"name": "w2", "property": "-", "value": w2(end[arrived], Q[:int(arrived.sum())]), "claim": "-",
+                    "status": "measured", "method": "W2 of the arrived ends vs as many draws of Q"})
+    return out, {**share, "turned": turned, "n": n}
