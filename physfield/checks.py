@@ -40,15 +40,24 @@ def nearest_distances(X, k):
 
 def kde_logpdf(y, X, b, wide=4.0, share=0.1):
     """``log q(y)`` of the proposal ``q = (1 - share) KDE_b + share KDE_(wide b)``, ``KDE_b`` the mean
-    of ``N(X_c, b^2 I)`` over the rows ``X_c`` (the wide part keeps the weights' tails bounded)."""
+    of ``N(X_c, b^2 I)`` over the rows ``X_c`` (the wide part keeps the weights' tails bounded).
+    Squared distances by the expansion ``|y|^2 + |X_c|^2 - 2 y.X_c`` about the mean of ``X``
+    (clamped at 0), log-sum-exps with their maximum taken out."""
     dim = X.shape[1]
+    centre = X.mean(axis=0)
+    Xc = X - centre
+    x2 = np.einsum("kd,kd->k", Xc, Xc)
     out = np.empty(len(y))
-    step = max(1, CHUNK // max(X.size, 1))
+    step = max(1, CHUNK // max(len(X), 1))
     for s in range(0, len(y), step):
-        d2 = ((y[s:s + step, None, :] - X[None]) ** 2).sum(axis=-1)
-        parts = [np.log(1 - share) + logsumexp(-d2 / (2 * b**2), axis=1) - dim / 2 * np.log(2 * np.pi * b**2),
-                 np.log(share) + logsumexp(-d2 / (2 * (wide * b) ** 2), axis=1)
-                 - dim / 2 * np.log(2 * np.pi * (wide * b) ** 2)]
+        yc = y[s:s + step] - centre
+        d2 = np.maximum(np.einsum("pd,pd->p", yc, yc)[:, None] + x2[None, :] - 2 * yc @ Xc.T, 0.0)
+        parts = []
+        for weight, width in ((1 - share, b), (share, wide * b)):
+            a = -d2 / (2 * width**2)
+            top = a.max(axis=1)
+            parts.append(np.log(weight) + top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+                         - dim / 2 * np.log(2 * np.pi * width**2))
         out[s:s + step] = np.logaddexp(*parts) - np.log(len(X))
     return out
 
@@ -60,19 +69,24 @@ def kde_sample(rng, n, X, b, wide=4.0, share=0.1):
     return c + scale[:, None] * rng.standard_normal(c.shape)
 
 
-def plane_flux(direction, z, X, rng, draws=8192, pilot=512):
+def plane_flux(direction, z, X, rng, draws=4096, pilot=256, extra=None, target_se=None, max_draws=2**16):
     """``int E_z(z, x) dx`` over the plane ``z`` by importance sampling, the proposal built from
-    the points ``X`` ``(K, D)`` where field lines cross the plane (a black box's own flux).
+    the points ``X`` ``(K, D)`` where field lines cross the plane (a black box's own flux) and
+    the points ``extra`` (the charges' straight interpolations, so that a string no line happened
+    to follow still has proposal mass).
 
-    The proposal is a kernel density of ``X`` (:func:`kde_logpdf`) whose bandwidth ``b`` is
-    chosen among ``{1/4, ..., 8}`` times the median distance of a crossing to its 4th nearest
+    The proposal is a kernel density of those points (:func:`kde_logpdf`) whose bandwidth ``b``
+    is chosen among ``{1/8, ..., 8}`` times the median distance of a crossing to its 4th nearest
     neighbour by the effective sample size of ``pilot`` draws; then ``draws`` fresh draws ``y``
-    give the estimate ``mean E_z(y) / q(y)`` and its standard error (ratios formed in log space).
-    Returns ``(y, w, se)``: the draws and their weights ``w = E_z / q / draws``, so ``w.sum()`` is
+    give the estimate ``mean E_z(y) / q(y)`` and its standard error (ratios formed in log space);
+    with ``target_se``, the draws are drawn afresh four times as many until the relative standard
+    error is at most ``target_se`` (or ``max_draws`` are reached). Returns ``(y, w, se)``: the draws and their weights ``w = E_z / q / draws``, so ``w.sum()`` is
     the flux and ``sum w f(y)`` estimates ``int f E_z dx``.
     """
     X = np.asarray(X, dtype=np.float64)
     base = float(np.median(nearest_distances(X, 4))) if len(X) > 1 else 1.0
+    if extra is not None:
+        X = np.concatenate([X, np.asarray(extra, dtype=np.float64)])
     base = base if base > 0 else 1.0
 
     def weights(y, b):
@@ -80,14 +94,19 @@ def plane_flux(direction, z, X, rng, draws=8192, pilot=512):
         return u[:, 0].astype(np.float64) * magnitude(log_norm, kde_logpdf(y, X, b))
 
     def ess(w):
+        w = w / (w.max() or 1.0)  # scale-free: tiny weights' squares must not underflow
         return w.sum() ** 2 / max((w**2).sum(), np.finfo(float).tiny)
 
-    b = max((base * f for f in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)),
+    b = max((base * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)),
             key=lambda b: ess(np.abs(weights(kde_sample(rng, pilot, X, b), b))))
-    y = kde_sample(rng, draws, X, b)
-    w = weights(y, b)
-    top = np.abs(w).max() or 1.0  # the spread of tiny weights, without underflow of their squares
-    return y, w / draws, float(top * (w / top).std(ddof=1) / np.sqrt(draws))
+    while True:
+        y = kde_sample(rng, draws, X, b)
+        w = weights(y, b)
+        top = np.abs(w).max() or 1.0  # the spread of tiny weights, without underflow of their squares
+        se = float(top * (w / top).std(ddof=1) / np.sqrt(draws))
+        if target_se is None or se <= target_se * abs(w.mean()) or draws >= max_draws:
+            return y, w / draws, se
+        draws *= 4
 
 
 def transport_scores(X, sign, line, n, Y, W, centre):

@@ -24,8 +24,11 @@ this autonomous equation with step ``h`` (a number, or per line ``h(p)``). A sta
 0 or not finite has no direction. Only the still active lines are stepped; after every step each
 of them is judged by the end rules of :class:`Ends`, first rule first:
 
-1. ``lost``      a stage of the step had no direction (a null point, or outside a field that
-                 vanishes there): the line stays where it was before the step;
+1. ``lost``      no direction where the line is (a null point, or outside a field that
+                 vanishes there): the line stays where it was before the step. (When only a
+                 later stage of a step has none, e.g. a stage point past the plate of a field
+                 that vanishes beyond it, the step is retried with half its length, up to
+                 ``HALVINGS`` times, then taken as Euler's ``p + h u(p)``);
 2. ``arrived`` / ``leaked``  the step crossed the sink plate forwards (``z_old < L <= z_new``):
                  the line ends at its crossing point ``(L, x*)``, ``x*`` linear between the two
                  points; it arrived if ``x*`` is within ``radius`` of a target, else it leaked
@@ -288,21 +291,43 @@ def net_crossings(paths_z, planes):
     return _net(paths_z[:-1, ...], paths_z[1:, ...], planes, xp)
 
 
-def _arc_step(direction, q, h, method, xp):
-    """One step of ``dp/dtau = u`` from ``q``: ``(new, stalled, turned)``; stalled rows stay at ``q``."""
-    stalled = xp.zeros(q.shape[0], dtype=xp.bool, device=array_device(q))
-    turned = xp.zeros(q.shape[0], dtype=xp.bool, device=array_device(q))
+#: a step whose later stages find no direction is retried with half the step this many times
+#: before it falls back to Euler
+HALVINGS = 30
+
+
+def _arc_step(direction, q, h, method, xp, halvings=HALVINGS):
+    """One step of ``dp/dtau = u`` from ``q``: ``(new, stalled, turned)``. A row with no direction
+    at ``q`` itself is stalled and stays at ``q``. A row whose direction fails only at a later
+    stage (a stage point beyond where the field vanishes, e.g. past a plate) is retried with half
+    its step, up to ``halvings`` times, and then takes the Euler step ``q + h u(q)``; so a line
+    closes in on a plate beyond which its field vanishes rather than jump across it."""
+    stages = []
 
     def rate(_, y):
-        nonlocal stalled, turned
         u = xp.astype(direction(y), q.dtype, copy=False)
         ok = xp.all(xp.isfinite(u), axis=1) & xp.any(u != 0, axis=1)
         u = xp.where(ok[:, None], u, 0.0)
-        stalled, turned = stalled | ~ok, turned | (u[:, 0] < 0)
+        stages.append((ok, u))
         return u
 
     new = _advance(rate, q, h, method)
-    return xp.where(stalled[:, None], q, new), stalled, turned
+    (ok1, u1) = stages[0]
+    every = ok1
+    turned = xp.zeros_like(ok1)
+    for ok, u in stages:
+        every, turned = every & ok, turned | (u[:, 0] < 0)
+    stalled, retry = ~ok1, ok1 & ~every
+    new = xp.where(stalled[:, None], q, new)
+    if bool(xp.any(retry)):
+        h_rows = h[retry, ...] if hasattr(h, "shape") and len(h.shape) else h
+        if halvings:
+            sub, _, sub_turned = _arc_step(direction, q[retry, ...], h_rows / 2, method, xp, halvings - 1)
+        else:
+            sub, sub_turned = q[retry, ...] + h_rows * u1[retry, ...], turned[retry]
+        new[retry, ...] = sub
+        turned[retry] = turned[retry] | sub_turned
+    return new, stalled, turned
 
 
 def _judge(old, new, stalled, ends, targets, centre, xp):

@@ -12,7 +12,8 @@ is ``pass``/``fail`` when the field claims its property, ``measured`` otherwise.
   ``forward``: the share that went back behind ``P`` or met ``E_z < 0``. ``vanishes_outside``:
   the share that passed ``z = L`` away from every sink.
 - **plane flux** (``flux``): ``int E_z dx`` on each of ``PLANES`` by importance sampling from the
-  lines' crossings (:func:`physfield.checks.plane_flux`), within 5 standard errors of 1 (and a
+  lines' crossings and the straight interpolations of the plan's pairs
+  (:func:`physfield.checks.plane_flux`), within 5 standard errors of 1 (and a
   standard error below ``FLUX_SE``: an estimate too noisy to test fails). Up to
   ``D = MAX_IS_DIM``; beyond, a kernel proposal from a few hundred crossings cannot resolve a
   field on a plane of ``D`` dimensions, and this row and the two transport rows say so (``n/a``).
@@ -74,6 +75,7 @@ STENCIL_BUDGET = 2e7  # numbers in all divergence stencils together: fewer probe
 SPHERE = 0.1  # sphere radius / distance to the nearest other charge
 SUPER_TOL = 1e-9  # superposition: relative error
 P_MIN = 1e-3  # pairing: smallest p-value
+MAX_PAIR_CENTRES = 2048  # plane flux: the plan's heaviest pairs whose interpolations join the proposal
 MAX_IS_DIM = 3  # plane flux and transport: importance sampling from the crossings resolves E_z up to this D
 PAIRING_PROPOSALS = 256  # sphere proposals per line of the pairing configuration (its starts' bias ~ 1/m)
 
@@ -189,9 +191,13 @@ def plane_rows(s):
         return [dict(make_row(s, name, prop, np.nan, False, None, "-", reason), status="n/a", value=None)
                 for name, prop in (("plane_flux", "flux"), ("transport", "divergence_free"),
                                    ("transport_pair", "divergence_free"))]
-    fluxes, scores = _planes(s, s.direction, s.lines[1].events, s.geometry, s.n_lines)
+    I, J, logw = plans.support(s.plan, s.A, s.B)
+    top = np.argsort(-logw, kind="stable")[:MAX_PAIR_CENTRES]
+    pairs = (s.A[I[top]], s.B[J[top]])
+    fluxes, scores = _planes(s, s.direction, s.lines[1].events, s.geometry, s.n_lines, pairs)
     single_bound, single_geometry, _, single = s.single
-    _, single_scores = _planes(s, single_bound.direction, single.events, single_geometry, N_SINGLE)
+    origin = np.zeros((1, s.dim))
+    _, single_scores = _planes(s, single_bound.direction, single.events, single_geometry, N_SINGLE, (origin, origin))
     error = max(abs(f - 1) for _, f, _ in fluxes)
     worst_se = max(se for _, _, se in fluxes)
     ok = all(abs(f - 1) <= 5 * se + GAUSS_TOL and se <= FLUX_SE for _, f, se in fluxes)
@@ -212,9 +218,10 @@ def plane_rows(s):
     return rows
 
 
-def _planes(s, direction, events, geometry, n):
-    """Per plane of ``PLANES``: ``(z, flux, s.e.)`` by importance sampling from the crossings, and
-    the transport score of the lines (:func:`physfield.checks.transport_scores`)."""
+def _planes(s, direction, events, geometry, n, pairs):
+    """Per plane of ``PLANES``: ``(z, flux, s.e.)`` by importance sampling from the crossings (and
+    the straight interpolations ``(1 - t) a + t b`` of ``pairs``, ``(a, b)``), and the transport
+    score of the lines (:func:`physfield.checks.transport_scores`)."""
     centre = geometry.charges.mean(axis=0)[1:]
     fluxes, scores = [], []
     for q, zq in enumerate(s.L * np.asarray(PLANES)):
@@ -226,7 +233,9 @@ def _planes(s, direction, events, geometry, n):
             fluxes.append((zq, np.nan, np.nan))
             scores.append(np.nan)
             continue
-        y, w, se = checks.plane_flux(direction, zq, X, s.rng)
+        t = zq / s.L
+        y, w, se = checks.plane_flux(direction, zq, X, s.rng, extra=(1 - t) * pairs[0] + t * pairs[1],
+                                     target_se=FLUX_SE / 4 if "flux" in s.field.claims else None)
         fluxes.append((zq, w.sum(), se))
         scores.append(checks.transport_scores(X, events.sign[mine], events.line[mine], n, y, w, centre))
     return fluxes, scores
@@ -301,8 +310,7 @@ def pairing_rows(s):
     """Shares of lines from source i ending at sink j against ``pi_ij`` (module docstring)."""
     D, L, rng = s.dim, s.L, s.rng
     _, _, _, single = s.single
-    arrived = np.isin(single.events.line, np.flatnonzero(single.status == STATUS.index("arrived")))
-    width = float(np.abs(single.events.point[arrived, 1:]).max()) if arrived.any() else L
+    width = float(np.abs(single.events.point[:, 1:]).max()) if len(single.events.line) else L
     gap = 8 * max(width, 1e-6 * L)
     axis = np.zeros(D)
     axis[0] = gap
@@ -324,7 +332,7 @@ def pairing_rows(s):
     stat = float(((counts - expected) ** 2 / expected).sum() + other**2 / (0.5 * s.n_lines / len(cells)))
     p = float(chi2.sf(stat, len(cells) - 1))
     return [make_row(s, "pairing", "pairing", p, p >= P_MIN, P_MIN, f"p >= {P_MIN:g}",
-                     f"3+3 charges {gap:.3g} apart (8x a single pair's line width), 5 unequal plan weights, "
+                     f"3+3 charges {gap:.3g} apart (8x the width of a single pair's lines), 5 unequal plan weights, "
                      f"{s.n_lines} lines: Pearson chi-square p-value of the shares ending at each sink",
                      counts=counts.tolist(), expected=expected.round(1).tolist(), off_plan=int(other))]
 

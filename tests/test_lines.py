@@ -265,15 +265,23 @@ def test_reversed_only_by_a_backward_step_to_behind(lib):
 @pytest.mark.parametrize("fill", [0.0, float("nan")])
 @pytest.mark.parametrize("method", pl.METHODS)
 def test_no_direction_is_lost_where_the_line_was(lib, fill, method):
+    """A line with no direction where it is ends lost, there; one whose later stages only lack a
+    direction takes an Euler step instead (it is not lost short of the null region)."""
     res = pl.follow_arc(null_above(1.0, fill), lib([[0.0, 0.0], [0.0, 3.0]]), ends(lib, 2.0, [[0.0]], 0.01),
                         0.15, 100, method)
     end = lib.np(res.end)
-    # Euler only looks at the grid points 0, 0.15, ...; the step that stalls ends the line
-    last, steps = (1.05, 8) if method == "euler" else (0.9, 7)
+    # Euler asks only at the points it reaches, 0, 0.15, ...: the step from 1.05 stalls and ends
+    # the line there. Heun and RK4 see the null region at a later stage first and halve their
+    # step, closing in on z = 1 until the halvings run out; their Euler fallback then steps in
+    # and the next step stalls.
     assert status_names(res) == ["lost", "lost"]
-    assert np.allclose(end, [[last, 0.0], [last, 3.0]])
-    assert np.allclose(lib.np(res.length), last)
-    assert lib.np(res.steps).tolist() == [steps, steps]
+    z = lib.np(res.end)[:, 0]
+    if method == "euler":
+        assert np.allclose(end, [[1.05, 0.0], [1.05, 3.0]]) and lib.np(res.steps).tolist() == [8, 8]
+    else:
+        assert np.all((z > 1.0) & (z < 1.0 + 1e-6)) and np.all(lib.np(res.steps) > 8)
+    np.testing.assert_allclose(end[:, 1], [0.0, 3.0])
+    assert np.allclose(lib.np(res.length), z)
 
 
 @pytest.mark.parametrize("method,turned", [("euler", False), ("heun", True), ("rk4", True)])
