@@ -28,6 +28,9 @@ and returns the unit direction ``u = (1, E_x/E_z) / |.|`` and ``log|E|``:
     charges' validation, plan support, centring and pair distances are paid once, as they are
     for the baselines), and ``backend="numpy"`` (the reference) at sizes with
     ``n K D <= NUMPY_MAX_WORK``.
+(e) on a machine with a GPU, ``backend="cupy"``: ``cupy f64`` end to end from NumPy arrays
+    (transfers included) and ``cupy bound f64`` (bound once, points already on the GPU, timed to
+    the device's synchronisation).
 
 Baselines get their inputs as ready torch tensors (pairs gathered, ``sigma(z)`` and ``s(z)``
 computed); ``physfield f64/f32`` are timed end to end from NumPy arrays (validation and plan included).
@@ -63,6 +66,7 @@ import physfield as pf
 from physfield import plans, validate
 from physfield.fields.gaussian_path import BoundGaussianPath
 from physfield.kernels import Backend, engine, simd
+from physfield.kernels.backend import gpu_available
 from physfield.kernels import numba_cpu as cpu
 
 import torch  # noqa: E402  (after physfield, see above)
@@ -372,6 +376,21 @@ def run_case(case, args, keops_error):
     row["diff"]["bound f64"] = max_diff(got, ref)
     if case.n * case.K * case.D <= NUMPY_MAX_WORK:
         row["diff"]["numpy ref"] = max_diff(physfield("numpy ref", case.P, case.A, case.B, backend="numpy"), ref)
+    if gpu_available():  # the CuPy rows: end to end from NumPy, and bound with the points on the GPU
+        import cupy
+
+        row["diff"]["cupy f64"] = max_diff(physfield("cupy f64", case.P, case.A, case.B, backend="cupy"), ref)
+        gpu_bound = field.bind(case.A, case.B, plan=case.plan, backend="cupy")
+        P_gpu = cupy.asarray(case.P)
+
+        def on_gpu():
+            u, log_norm = gpu_bound.direction(P_gpu)
+            cupy.cuda.Device().synchronize()
+            return u, log_norm
+
+        sec, got = timed(on_gpu, args.repeats, args.budget)
+        row["ms"]["cupy bound f64"] = 1e3 * sec
+        row["diff"]["cupy bound f64"] = max_diff([x.get() for x in got], ref)
 
     plan, I, J, logw = case.subset(args.max_work)
     if len(I) < case.K:
@@ -405,7 +424,7 @@ def report(rows, facts, mm_sec, mm_rate, args, keops_error, load):
     if keops_error:
         out += [f"PyKeOps unavailable: {keops_error}", ""]
     methods = ["loop f32", "dense f32", "dense f64", "keops f32", "physfield f64", "physfield f32", "bound f64",
-               "numpy ref"]
+               "numpy ref", "cupy f64", "cupy bound f64"]
     out += ["## Median time per call (ms)", "",
             "| size (n x N x D, plan) | pairs K | " + " | ".join(methods) + " |",
             "|---|---:|" + "---:|" * len(methods)]

@@ -230,3 +230,30 @@ def test_numba_kernels_are_rebuilt_when_their_row_bodies_change(tmp_path):
     rows = tmp_path / "physfield" / "kernels" / "rows.py"
     rows.write_text(rows.read_text().replace("acc += diff * diff", "acc += 2.0 * diff * diff"))
     assert run() == 8.0
+
+
+def readme_module(name):
+    """The ``# name.py`` Python block of the README, as printed."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    start = text.index(f"```python\n# {name}.py\n") + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_readme_user_fields_are_certified_and_refused(tmp_path, monkeypatch):
+    """The README's two user fields: `physfield check --field bridge:Bridge` holds every claim,
+    `--field blurred:Blurred` fails exactly the checks the README lists."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("bridge", "blurred"):
+        (tmp_path / f"{name}.py").write_text(readme_module(name))
+    runner = CliRunner()
+    ok = runner.invoke(physfield_cli, ["check", "--field", "bridge:Bridge", "--param", "width=0.5"])
+    assert ok.exit_code == 0, ok.output
+    assert "all 16 claimed properties hold" in ok.output
+    bad = runner.invoke(physfield_cli, ["check", "--field", "blurred:Blurred", "--json"])
+    assert bad.exit_code == 1
+    import json
+
+    failed = {r["name"] for r in json.loads(bad.output)["checks"] if r["status"] == "fail"}
+    assert failed == {"lines_arrived", "lines_leaked", "transport_pair", "gauss", "pairing"}

@@ -78,12 +78,16 @@ class GaussianPathField(Field):
     def widths(self, z):
         """``(sigma, s = sigma'/sigma)`` at the float64 array ``z``, checked: finite, ``sigma > 0``."""
         z = np.asarray(z, dtype=np.float64)
-        sigma, dsigma = (np.broadcast_to(np.asarray(v, dtype=np.float64), z.shape) for v in self.profile(z))
-        if not (np.all(np.isfinite(sigma)) and np.all(np.isfinite(dsigma)) and np.all(sigma > 0)):
-            bad = int(np.flatnonzero(~(np.isfinite(sigma) & np.isfinite(dsigma) & (sigma > 0)))[0])
+        sigma, dsigma = (v if isinstance(v, np.ndarray) and v.shape == z.shape and v.dtype == np.float64
+                         else np.broadcast_to(np.asarray(v, dtype=np.float64), z.shape) for v in self.profile(z))
+        s = dsigma / sigma
+        with np.errstate(invalid="ignore", over="ignore"):
+            fine = z.size == 0 or (sigma.min() > 0 and np.isfinite(sigma.max() + s.sum()))  # NaN, Inf fail
+        if not fine:
+            bad = int(np.flatnonzero(~(np.isfinite(sigma) & np.isfinite(s) & (sigma > 0)))[0])
             raise ValueError(f"{self!r}: the width profile gives sigma={sigma[bad]!r}, sigma'={dsigma[bad]!r} "
                              f"at z={z[bad]!r}; it must be finite with sigma > 0 inside (0, L)")
-        return sigma, dsigma / sigma
+        return sigma, s
 
     def sigma(self, z):
         """String width ``sigma(z)`` (for ``0 < z < L``)."""
