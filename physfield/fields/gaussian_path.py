@@ -80,8 +80,8 @@ class GaussianPathField(Field):
         z = np.asarray(z, dtype=np.float64)
         sigma, dsigma = (v if isinstance(v, np.ndarray) and v.shape == z.shape and v.dtype == np.float64
                          else np.broadcast_to(np.asarray(v, dtype=np.float64), z.shape) for v in self.profile(z))
-        s = dsigma / sigma
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            s = dsigma / sigma
             fine = z.size == 0 or (sigma.min() > 0 and np.isfinite(sigma.max() + s.sum()))  # NaN, Inf fail
         if not fine:
             bad = int(np.flatnonzero(~(np.isfinite(sigma) & np.isfinite(s) & (sigma > 0)))[0])
