@@ -10,7 +10,7 @@ Magnitudes are compared in log space: ``E`` itself underflows for large ``D``. P
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp, roots_legendre
+from scipy.special import roots_legendre
 
 from .fields.coulomb import log_sphere_area
 

@@ -16,20 +16,20 @@ never compare backend names. Registered backends (:data:`BACKENDS`):
 Interface (every method takes and returns arrays of :attr:`Backend.xp`):
 
 ``asarray(x, dtype)``            ``x`` on this backend, C-contiguous, in ``dtype``
-``to_host(x)``                   a NumPy copy (or ``x`` itself)
 ``gaussian_path(...)``           per point ``log E_z``, the slope ``E_x / E_z`` and the ESS of a
                                  superposition of Gaussian paths (see :meth:`Backend.gaussian_path`)
 ``coulomb(...)``                 per point the shifted Coulomb sum (see :meth:`Backend.coulomb`)
 ``prepare_pairs`` / ``prepare_charges``  what those need of the charges alone, made once by ``bind``
-``threads``                      the thread policy: a context manager giving the CPU's cores to the
-                                 pair kernels or to BLAS (a no-op where there is nothing to share)
+``kernels``                      the fast backends' kernel module; its ``cores_to`` is the thread
+                                 policy the engine applies (the CPU's cores to the pair kernels or
+                                 to BLAS; nothing to share on a GPU)
+
+Module functions for any array: :func:`is_device_array`, :func:`array_module`, :func:`to_host`.
 """
 
 from __future__ import annotations
 
 import functools
-from contextlib import nullcontext
-
 import numpy as np
 
 from . import engine, reference
@@ -79,13 +79,6 @@ class Backend:
     def asarray(self, x, dtype=None):
         xp = self.xp
         return xp.ascontiguousarray(xp.asarray(x, dtype=dtype))
-
-    def to_host(self, x):
-        return to_host(x)
-
-    def threads(self, kernels):
-        """Context manager: the CPU's cores to the pair kernels (``True``) or to BLAS (``False``)."""
-        return self.kernels.cores_to(kernels)
 
     def prepare_pairs(self, A, B, I, J, gemm):
         """What :meth:`gaussian_path` needs of the charges and the plan's support alone."""
@@ -141,9 +134,6 @@ class NumpyBackend(Backend):
     """The reference: :mod:`physfield.kernels.reference`, no identities, no matrix-product tricks."""
 
     name = "numpy"
-
-    def threads(self, kernels):
-        return nullcontext()
 
     def prepare_pairs(self, A, B, I, J, gemm):
         return I, J
