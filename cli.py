@@ -79,8 +79,8 @@ def parse_params(items):
             raise ValueError(f"--param takes NAME=VALUE, got {item!r}")
         try:
             number = float(value)
-            params[name.strip()] = int(number) if number.is_integer() and "." not in value and "e" not in value.lower() \
-                else number
+            whole = number.is_integer() and "." not in value and "e" not in value.lower()
+            params[name.strip()] = int(number) if whole else number
         except ValueError:
             params[name.strip()] = value
     return params

@@ -10,7 +10,9 @@ Modules: ``data`` (shuffled, chunk-aware batches from the cache, pure in ``(seed
 ``models`` (MLP with a sinusoidal ``z`` embedding; a small UNet for image caches), ``train``
 (Adam, EMA, clipping, warm-up, checkpoints, exact ``--resume``), ``sample`` (Euler, Heun, RK4 in ``z``,
 ``f_z <= 0`` counted; nets of a Coulomb cache in arc length, lines counted as arrived, reversed,
-leaked or lost; both by :mod:`physfield.lines`), ``check`` (the learned lines' diagnostics), ``evaluate`` (W2, MMD, input-output distance, scatter or image grid),
-``classifier`` (a small digits classifier: accuracy of the intended class, Frechet distance). It reads training targets through
-``physfield.targets.open_cache`` and the public physfield API only; physfield never imports torch.
+leaked or lost; both by :mod:`physfield.lines`), ``check`` (the learned lines' diagnostics),
+``evaluate`` (W2, MMD, input-output distance, scatter or image grid), ``classifier`` (a small
+digits classifier: accuracy of the intended class, Frechet distance). It reads training targets
+through ``physfield.targets.open_cache`` and the public physfield API only; physfield never
+imports torch.
 """

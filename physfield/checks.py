@@ -69,7 +69,7 @@ def kde_sample(rng, n, X, b, wide=4.0, share=0.1):
     return c + scale[:, None] * rng.standard_normal(c.shape)
 
 
-def plane_flux(direction, z, X, rng, draws=4096, pilot=256, extra=None, target_se=None, max_draws=2**16):
+def plane_flux(direction, z, X, rng, draws=4096, pilot=256, extra=None, target_se=None, max_draws=2**15):
     """``int E_z(z, x) dx`` over the plane ``z`` by importance sampling, the proposal built from
     the points ``X`` ``(K, D)`` where field lines cross the plane (a black box's own flux) and
     the points ``extra`` (the charges' straight interpolations, so that a string no line happened
@@ -80,7 +80,8 @@ def plane_flux(direction, z, X, rng, draws=4096, pilot=256, extra=None, target_s
     neighbour by the effective sample size of ``pilot`` draws; then ``draws`` fresh draws ``y``
     give the estimate ``mean E_z(y) / q(y)`` and its standard error (ratios formed in log space);
     with ``target_se``, the draws are drawn afresh four times as many until the relative standard
-    error is at most ``target_se`` (or ``max_draws`` are reached). Returns ``(y, w, se)``: the draws and their weights ``w = E_z / q / draws``, so ``w.sum()`` is
+    error is at most ``target_se`` (or ``max_draws`` are reached). Returns ``(y, w, se)``: the
+    draws and their weights ``w = E_z / q / draws``, so ``w.sum()`` is
     the flux and ``sum w f(y)`` estimates ``int f E_z dx``.
     """
     X = np.asarray(X, dtype=np.float64)

@@ -67,7 +67,8 @@ class GaussianPathField(Field):
     def profile(self, z):
         """``(sigma(z), sigma'(z))`` for an array ``z`` in ``(0, L)``."""
         if self._profile is None:
-            raise NotImplementedError(f"{type(self).__name__} has no width profile: pass profile= or override profile()")
+            raise NotImplementedError(f"{type(self).__name__} has no width profile: pass profile= or override "
+                                      "profile()")
         return self._profile(z)
 
     def params(self):

@@ -94,7 +94,8 @@ class BoundPair(Bound):
             E[s:s + step] = Ek.sum(axis=1)
             mag = np.sqrt((Ek**2).sum(axis=2))
             total = mag.sum(axis=1)
-            ess[s:s + step] = np.where(total > 0, total**2 / np.maximum((mag**2).sum(axis=1), np.finfo(float).tiny), 0.0)
+            squares = np.maximum((mag**2).sum(axis=1), np.finfo(float).tiny)
+            ess[s:s + step] = np.where(total > 0, total**2 / squares, 0.0)
         return E, ess
 
     def direction(self, points, return_ess=False):
