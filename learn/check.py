@@ -29,7 +29,7 @@ from physfield import data as pdata
 from physfield import fields, lines
 from physfield.metrics import w2
 
-from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball
+from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends
 
 LINE_TOL = 0.01  # turned, reversed, leaked, lost: largest share
 OFF_Q_TOL = 0.05  # largest share of ends off Q
@@ -59,8 +59,7 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
     p = torch.from_numpy(np.column_stack([np.full(n, eps), x0]).astype(np.float32)).to(device)
     c, r = support_ball(cache["target"], D)
     centre = torch.from_numpy(c.astype(np.float32)).to(device)
-    ends = lines.Ends(L=L, targets=centre[None, :], radius=r, capture=False, R_max=ARC_RADIUS * (L + r),
-                      centre=torch.cat([torch.full_like(centre[:1], L / 2), centre]))
+    ends = support_ends(L, centre, r, ARC_RADIUS * (L + r))
     res = lines.follow_arc(direction_fn(model, velocity, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
                            method)
     status = res.status.cpu().numpy()

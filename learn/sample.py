@@ -135,9 +135,16 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     :class:`physfield.lines.ArcLines`."""
     if not (h > 0 and radius > 0 and support >= 0):
         raise ValueError(f"need step h > 0, radius > 0 and support radius >= 0, got {h}, {radius}, {support}")
-    ends = lines.Ends(L=L, targets=centre[None, :], radius=support, capture=False, R_max=radius,
+    return lines.follow_arc(unit_fn(model), p, support_ends(L, centre, support, radius), h, max_steps, method,
+                            keep=keep)
+
+
+def support_ends(L, centre, support, radius):
+    """The end rules of a learned net's lines: ``Q``'s support ball (``centre`` ``(D,)`` torch,
+    radius ``support``) at ``z = L`` as the one target, no capture before the plate, escape
+    beyond ``radius`` of ``(L/2, centre)``."""
+    return lines.Ends(L=L, targets=centre[None, :], radius=support, capture=False, R_max=radius,
                       centre=torch.cat([torch.full_like(centre[:1], L / 2), centre]))
-    return lines.follow_arc(unit_fn(model), p, ends, h, max_steps, method, keep=keep)
 
 
 def lines_of(run):

@@ -248,8 +248,10 @@ class Crossings(NamedTuple):
     point: Any
 
 
-def _nearest_sq(x, targets, xp):
-    """``min_k |x - t_k|^2`` per row, by direct differences in bounded blocks."""
+def nearest_sq(x, targets, xp=None):
+    """``min_k |x - t_k|^2`` per row of ``x`` ``(n, d)`` over the rows of ``targets`` ``(K, d)``, by
+    direct differences in bounded blocks (any array library; ``xp`` its namespace)."""
+    xp = array_namespace(x) if xp is None else xp
     rows = max(1, _CHUNK // max(targets.shape[0] * targets.shape[1], 1))
     return xp.concat([xp.min(xp.sum((x[i:i + rows, None, :] - targets[None, :, :]) ** 2, axis=2), axis=1)
                       for i in range(0, x.shape[0], rows)])
@@ -337,7 +339,7 @@ def _judge(old, new, stalled, ends, targets, centre, xp):
     crossed = ~stalled & (z_old < L) & (z_new >= L)
     new = _cut(old, new, L, crossed, xp)
     near = ~stalled & (new[:, 0] <= L) & (
-        _nearest_sq(new[:, 1:], targets, xp) + (new[:, 0] - L) ** 2 <= float(ends.radius) ** 2)
+        nearest_sq(new[:, 1:], targets, xp) + (new[:, 0] - L) ** 2 <= float(ends.radius) ** 2)
     if not ends.capture:  # only through the plate (rule 2), not before it (rule 3)
         near = near & crossed
     open_ = ~stalled & ~crossed & ~near

@@ -96,7 +96,7 @@ class Geometry:
 
     def step(self, p):
         """``min(h_max, step_frac * distance to the nearest charge)`` per row of ``p``."""
-        return np.minimum(self.h_max, self.step_frac * np.sqrt(_sq_dist_min(p, self.charges)))
+        return np.minimum(self.h_max, self.step_frac * np.sqrt(lines.nearest_sq(p, self.charges)))
 
 
 def follow(bound, alpha, geometry, n_lines, rng, max_steps=4000, planes=(), keep_paths=False, record=False,
@@ -184,15 +184,6 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
     }
     return TraceResult(endpoints=res.end, starts=starts.points, flags=flags, stats=stats, source=starts.centre,
                        paths=res.path, lines=res, geometry=geometry)
-
-
-def _sq_dist_min(q, pts):
-    """``min_k |q - pts_k|^2`` per row (direct differences, chunked)."""
-    out = np.empty(len(q))
-    step = max(1, 2**22 // max(pts.size, 1))
-    for s in range(0, len(q), step):
-        out[s:s + step] = ((q[s:s + step, None, :] - pts[None]) ** 2).sum(axis=-1).min(axis=1)
-    return out
 
 
 def _nearest_spacing(charges):
