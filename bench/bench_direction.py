@@ -297,7 +297,7 @@ def own_functions(module):
 #: every function of the engine and of the CPU kernels (so the list follows the code)
 PROFILE_TARGETS = ([(pf.StrongField, "direction"), (BoundGaussianPath, "direction"), (pf.StrongField, "widths"),
                     (Backend, "gaussian_path"), (validate, "charges"),
-                   (validate, "points"), (plans, "support"), (simd, "pair_direct"), (simd, "pair_softmax_grid")]
+                   (validate, "points"), (plans, "support"), (simd, "pair_direct"), (simd, "pair_softmax")]
                    + own_functions(engine) + own_functions(cpu))
 
 

@@ -93,7 +93,7 @@ def test_each_launcher_matches_cpu(case):
         off = np.ones_like(X)  # weighted_offset accumulates into its output
         k.weighted_offset(X, A, W, off)
         R, C, lse, ess = np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n), np.empty(n)
-        k.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, 0.5, R, C, lse, ess)
+        k.pair_softmax(t, inv2s2, X, A, B, alpha, beta, k.pair_layout(I, J), logw, gamma, 0.5, R, C, lse, ess)
         Wa, Wb, shift, r2min, cess = (np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n),
                                       np.empty(n), np.empty(n))
         k.charge_weights(t * 2.0, 2.0, (D + 1) / 2, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, cess)
@@ -124,14 +124,18 @@ PTX_SCRIPT = textwrap.dedent("""
     from physfield.kernels import numba_cuda as gpu
 
     # Record the argument types of every launcher call the public API makes (the work itself
-    # is done by the CPU kernels), so the PTX is built for exactly those signatures.
+    # is done by the CPU kernels), so the PTX is built for exactly those signatures. A pair
+    # layout (a tuple, gpu.pair_layout) is spread into the kernel's arguments and handed to the
+    # CPU kernel as the CPU's layout of the same pairs.
     seen = {}
     def recorder(name):
         def launch(*args):
-            seen.setdefault((name, dtype), set()).add(tuple(numba.typeof(a) for a in args))
-            return getattr(cpu, name)(*args)
+            spread = [x for a in args for x in (a if isinstance(a, tuple) else (a,))]
+            seen.setdefault((name, dtype), set()).add(tuple(numba.typeof(a) for a in spread))
+            return getattr(cpu, name)(*(cpu.pair_layout(*a) if isinstance(a, tuple) else a for a in args))
         return launch
-    rec = types.SimpleNamespace(cores_to=gpu.cores_to, **{name: recorder(name) for name in gpu.KERNELS})
+    rec = types.SimpleNamespace(cores_to=gpu.cores_to, pair_layout=gpu.pair_layout,
+                                **{name: recorder(name) for name in gpu.KERNELS})
     backends.NumbaBackend.kernels = property(lambda self: rec)
 
     rng = np.random.default_rng(0)

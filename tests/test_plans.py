@@ -182,7 +182,11 @@ class CountingKernels:
         for p in range(X.shape[0]):
             rows.weighted_offset_row(p, X, A, W, out)
 
-    def pair_softmax(self, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
+    def pair_layout(self, I, J):
+        return I, J
+
+    def pair_softmax(self, t, inv2s2, X, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse, ess):
+        I, J = layout
         n, N, M, K = len(t), alpha.shape[1], beta.shape[1], len(I)
         assert alpha.shape == R.shape == (n, N) and beta.shape == C.shape == (n, M) and gamma.shape == (K,)
         self.work["pairs"] += n * K

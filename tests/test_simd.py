@@ -1,26 +1,28 @@
-"""The vectorised CPU pair kernel (:mod:`physfield.simd`) against the scalar row body it replaces.
+"""The vectorised CPU pair kernels (:mod:`physfield.kernels.simd`) against the NumPy reference.
 
 - ``exp_nonpositive`` (polynomial exp built from bits) is within a few ulp of libm on ``[-700, 0]``
   and exactly 0 below the floor.
-- ``simd.pair_direct`` gives what :func:`physfield.kernels.rows.pair_direct_row` (run as plain Python)
-  gives, for any plan support, across block boundaries (the maximum may sit in any block, so the
-  online rescaling between blocks is exercised), in float64 and float32.
+- ``simd.pair_direct`` gives what :func:`physfield.kernels.reference.pair_softmax` implies (the
+  offsets ``x - R A``, ``x - C B``), for any plan support, across block boundaries (the maximum may
+  sit in any block, so the online rescaling between blocks is exercised), in float64 and float32.
+- ``simd.pair_softmax`` gives :func:`physfield.kernels.reference.pair_softmax` for dense, sparse,
+  shuffled and mixed plans (run blocks, gather blocks, skipped blocks), in float64 and float32.
 """
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from physfield.kernels import numba_cpu as cpu
-from physfield.kernels import rows, simd
+from physfield.kernels import reference, simd
 
 
 @given(st.lists(st.floats(-745.0, 0.0), min_size=1, max_size=300))
 def test_exp_nonpositive_matches_libm(xs):
     x = np.array(xs + [0.0, -1e-300, simd.EXP_FLOOR, np.nextafter(simd.EXP_FLOOR, 0.0), -0.5 * np.log(2)])
     out, scratch = np.empty_like(x), np.empty_like(x)
-    simd.exp_nonpositive(x, out, scratch)
+    simd.exp_nonpositive(x, out, scratch, len(x))
     live = x > simd.EXP_FLOOR
     np.testing.assert_allclose(out[live], np.exp(x[live]), rtol=4e-16, atol=0)
     assert (out[~live] == 0).all()
@@ -29,22 +31,19 @@ def test_exp_nonpositive_matches_libm(xs):
 def test_exp_nonpositive_dense_grid():
     x = -np.linspace(0.0, 700.0, 200_001)[:-1]
     out, scratch = np.empty_like(x), np.empty_like(x)
-    simd.exp_nonpositive(x, out, scratch)
+    simd.exp_nonpositive(x, out, scratch, len(x))
     assert np.abs(out / np.exp(x) - 1).max() <= 4e-16
 
 
-def scalar_rows(t, inv2s2, X, A, B, I, J, logw):
-    n, D = X.shape
-    off_a, off_b = np.empty((n, D), X.dtype), np.empty((n, D), X.dtype)
-    lse, ess = np.empty(n), np.empty(n)
-    for p in range(n):
-        rows.pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
-    return off_a, off_b, lse, ess
+def reference_offsets(t, inv2s2, X, A, B, I, J, logw):
+    """``(off_a, off_b, lse, ess)`` of :func:`physfield.kernels.rows.pair_direct_row` from the reference."""
+    R, C, lse, ess = reference.pair_softmax(X, t, inv2s2, A, B, I, J, logw)
+    return X - R @ A, X - C @ B, lse, ess
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 3 * simd.BLOCK + 5), st.integers(1, 4),
        st.sampled_from([np.float64, np.float32]), st.booleans())
-def test_pair_direct_matches_the_row_body(seed, K, D, dtype, paired):
+def test_pair_direct_matches_the_reference(seed, K, D, dtype, paired):
     rng = np.random.default_rng(seed)
     n = 3
     N = K if paired else int(rng.integers(1, 40))
@@ -59,7 +58,7 @@ def test_pair_direct_matches_the_row_body(seed, K, D, dtype, paired):
     t = rng.uniform(0.01, 0.99, n)
     X[0] = (1 - t[0]) * A[I[k]] + t[0] * B[J[k]]
     inv2s2 = 1 / (2 * rng.uniform(0.05, 1.5, n) ** 2)
-    want = scalar_rows(t, inv2s2, X.astype(np.float64), A.astype(np.float64), B.astype(np.float64), I, J, logw)
+    want = reference_offsets(t, inv2s2, X.astype(np.float64), A.astype(np.float64), B.astype(np.float64), I, J, logw)
     got = [np.empty((n, D), dtype), np.empty((n, D), dtype), np.empty(n), np.empty(n)]
     cpu.pair_direct(t, inv2s2, X, A, B, I, J, logw, *got)
     tol = 1e-12 if dtype == np.float64 else 2e-5
@@ -68,45 +67,89 @@ def test_pair_direct_matches_the_row_body(seed, K, D, dtype, paired):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * scale)
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(1, 20), st.integers(1, 20), st.sampled_from([1, 3, 40]),
+def plan_layout(rng, N, M, kind):
+    """Pairs ``(I, J)`` of a plan: ``dense`` (row-major: every row one run), ``sparse`` (random
+    entries, row-major), ``shuffled`` (a dense plan in random order: no runs), ``mixed`` (long
+    rows, some longer than a block, beside short and empty ones)."""
+    if kind == "dense":
+        return np.repeat(np.arange(N), M), np.tile(np.arange(M), N)
+    if kind == "sparse":
+        I, J = np.nonzero(rng.random((N, M)) < 0.3)
+    elif kind == "shuffled":
+        order = rng.permutation(N * M)
+        return np.repeat(np.arange(N), M)[order], np.tile(np.arange(M), N)[order]
+    else:
+        mask = np.zeros((N, M), bool)
+        for i in range(N):
+            lo = int(rng.integers(M))
+            mask[i, lo:lo + int(rng.choice([0, 1, 3, simd.RUN_MIN, M]))] = True
+        I, J = np.nonzero(mask)
+    if len(I) == 0:
+        return np.array([0]), np.array([0])
+    return I, J
+
+
+KINDS = ["dense", "sparse", "shuffled", "mixed"]
+WIDTHS = [1, 5, 40, simd.RUN_MIN + 3, simd.BLOCK + 9]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("M", WIDTHS)
+@settings(max_examples=8)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.sampled_from([1, 3, 40]),
        st.sampled_from([np.float64, np.float32]), st.floats(0.01, 30.0))
-def test_pair_softmax_grid_matches_the_row_body(seed, N, M, D, dtype, spread):
-    """Full-grid plans: the vectorised two-pass kernel equals the scalar row body, with points on
-    a string (the identity cancels: refined from the coordinates) and charges ``spread`` apart
-    (large spreads leave most rows below the exp floor: skipped)."""
+def test_pair_softmax_matches_the_reference(kind, M, seed, N, D, dtype, spread):
+    """Any plan: the block kernel equals the reference softmax, with points on a string (the
+    identity cancels: refined from the coordinates) and charges ``spread`` apart (large spreads
+    leave most blocks below the exp floor: skipped)."""
     rng = np.random.default_rng(seed)
     n = 4
+    I, J = plan_layout(rng, N, M, kind)
+    K = len(I)
     A = (rng.normal(size=(N, D)) * spread).astype(dtype)
     B = (rng.normal(size=(M, D)) * spread + 1).astype(dtype)
     X = (rng.normal(size=(n, D)) * spread).astype(dtype)
     t = rng.uniform(0.01, 0.99, n)
-    i, j = rng.integers(N), rng.integers(M)
-    X[0] = (1 - t[0]) * A[i] + t[0] * B[j]
+    k = int(rng.integers(K))
+    X[0] = (1 - t[0]) * A[I[k]] + t[0] * B[J[k]]
     inv2s2 = 1 / (2 * rng.uniform(0.05, 1.5, n) ** 2)
     if dtype == np.float64:  # a very narrow string (z near a plate) a hair from the point: the
         X[1] = X[0] + 1e-2 * rng.normal(size=D)  # identity's round-off would move its weight
         t[1], inv2s2[1] = t[0], 1e4
-    I, J = np.repeat(np.arange(N), M), np.tile(np.arange(M), N)
-    logw = np.log(rng.dirichlet(np.ones(N * M)))
+    logw = np.log(rng.dirichlet(np.ones(K)))
     alpha = ((X[:, None, :] - A[None]) ** 2).sum(-1).astype(dtype)
     beta = ((X[:, None, :] - B[None]) ** 2).sum(-1).astype(dtype)
     gamma = ((A[I] - B[J]) ** 2).sum(-1).astype(dtype)
     refine = 1e-4 if dtype == np.float64 else 1e-2
-
-    def outputs():
-        return np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n), np.empty(n)
-
-    want = outputs()
-    for p in range(n):
-        rows.pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, *want)
-    got = outputs()
-    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, *got)
-    tol = 1e-11 if dtype == np.float64 else 1e-4
+    want = reference.pair_softmax(X.astype(np.float64), t, inv2s2, A.astype(np.float64), B.astype(np.float64), I, J,
+                                  logw)
+    got = np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n), np.empty(n)
+    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, cpu.pair_layout(I, J), logw, gamma, refine, *got)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * max(1.0, float(np.abs(w).max())))
 
 
-def test_grid_refines_near_string_distances():
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("M", WIDTHS)
+@settings(max_examples=8)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12))
+def test_pair_blocks_cover_the_pairs(kind, M, seed, N):
+    """Blocks partition the pairs in order, none longer than ``BLOCK``; a run block is at least
+    ``RUN_MIN`` pairs of one row with consecutive columns, and a dense plan is all runs."""
+    I, J = plan_layout(np.random.default_rng(seed), N, M, kind)
+    starts, run = simd.pair_blocks(I, J)
+    assert starts[0] == 0 and starts[-1] == len(I) and len(run) == len(starts) - 1
+    sizes = np.diff(starts)
+    assert (sizes >= 1).all() and (sizes <= simd.BLOCK).all()
+    for lo, hi, r in zip(starts[:-1], starts[1:], run):
+        is_run = (I[lo:hi] == I[lo]).all() and (np.diff(J[lo:hi]) == 1).all()
+        assert not r or (is_run and hi - lo >= simd.RUN_MIN)
+    if kind == "dense" and M >= simd.RUN_MIN:
+        assert run.all()
+
+
+def test_pair_softmax_refines_near_string_distances():
     """A point 1e-4 from a string whose width is 1e-4 (``z`` near a plate): the identity for
     ``|rho|^2`` loses ~1e-14 absolutely, ~1e-6 of the log-weight here; the kernel recomputes
     such distances from the coordinates, as the row body does."""
@@ -122,7 +165,7 @@ def test_grid_refines_near_string_distances():
     beta = ((X[:, None, :] - B[None]) ** 2).sum(-1)
     gamma = ((A[I] - B[J]) ** 2).sum(-1)
     got = np.empty((2, N)), np.empty((2, M)), np.empty(2), np.empty(2)
-    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, 1e-4, *got)
+    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, cpu.pair_layout(I, J), logw, gamma, 1e-4, *got)
     r2 = ((X[0] - (1 - t[0]) * A[2] - t[0] * B[4]) ** 2).sum()
     assert got[2][0] == pytest.approx(logw[2 * M + 4] - inv2s2[0] * r2, abs=1e-8)
     assert got[0][0, 2] == pytest.approx(1.0) and got[1][0, 4] == pytest.approx(1.0)

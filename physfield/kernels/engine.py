@@ -131,12 +131,12 @@ def pair_sq_dists(k, xp, src, snk, I, J):
 
 def prepare_paths(k, xp, A, B, I, J, gemm):
     """What :func:`path_terms` needs of the charges alone, computed once for many calls:
-    ``None`` for the fused sparse path, else ``(sources, sinks, centre, gamma)`` (:func:`plates`,
-    :func:`pair_sq_dists`)."""
+    ``None`` for the fused sparse path, else ``(sources, sinks, centre, layout, gamma)``
+    (:func:`plates`, the kernels' ``pair_layout`` of the pairs, :func:`pair_sq_dists`)."""
     if not gemm and len(I) <= A.shape[0] + B.shape[0]:
         return None
     src, snk, centre = plates(xp, A, B, gemm)
-    return src, snk, centre, pair_sq_dists(k, xp, src, snk, I, J)
+    return src, snk, centre, k.pair_layout(I, J), pair_sq_dists(k, xp, src, snk, I, J)
 
 
 def path_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
@@ -150,9 +150,9 @@ def path_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
     Three ways, by ``D`` and the plan's number of pairs ``K``: direct and ``K <= N + M`` (paired,
     optimal): one fused pass over the pairs (:func:`physfield.kernels.rows.pair_direct_row`); otherwise
     the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
-    over pairs (on the CPU, a plan on the full grid by :func:`physfield.kernels.simd.pair_softmax_grid`),
-    then the offsets (direct or GEMM). ``prepared``: :func:`prepare_paths` of the same charges
-    (computed here when not given).
+    over pairs (:func:`physfield.kernels.rows.pair_softmax_row`; on the CPU its vectorised form
+    :func:`physfield.kernels.simd.pair_softmax`), then the offsets (direct or GEMM).
+    ``prepared``: :func:`prepare_paths` of the same charges (computed here when not given).
     """
     lse = xp.empty(len(X))
     ess = xp.empty(len(X))
@@ -178,12 +178,12 @@ def _by_chunk(k, xp, X, src, snk, centre, gemm):
 
 def _path_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b):
     N, M = A.shape[0], B.shape[0]
-    src, snk, centre, gamma = prepared
+    src, snk, centre, layout, gamma = prepared
     refine = REFINE[np.dtype(X.dtype).char]
     for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
         R = xp.empty((len(Xs), N), dtype=X.dtype)
         C = xp.empty((len(Xs), M), dtype=X.dtype)
-        k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse[s], ess[s])
+        k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse[s], ess[s])
         off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
         off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
     return lse, ess, off_a, off_b

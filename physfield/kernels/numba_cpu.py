@@ -2,9 +2,9 @@
 
 Every function here fills row ``p`` of its outputs for every point ``p`` (``numba.prange``);
 the GEMM products of the high-dimensional path are NumPy/BLAS calls in
-:mod:`physfield.kernels.engine`. ``pair_direct`` is the exception: the vectorised passes of
-:mod:`physfield.kernels.simd` replace the scalar row body (whose libm ``exp`` per pair dominated
-it) with the same results.
+:mod:`physfield.kernels.engine`. The two pair kernels are the exception: the vectorised passes of
+:mod:`physfield.kernels.simd` replace the scalar row bodies (whose libm ``exp`` per pair
+dominated them) with the same results.
 
 Compiled functions are cached on disk, so only the first call of a new dtype pays for
 compilation. Numba keys a cached function on the source of the file that defines it, and the
@@ -76,7 +76,6 @@ def _jit(**options):
     return decorate
 
 _sq_dist_row = _jit()(rows.sq_dist_row)
-_pair_softmax_row = _jit()(rows.pair_softmax_row)
 _weighted_offset_row = _jit()(rows.weighted_offset_row)
 _charge_weights_row = _jit()(rows.charge_weights_row)
 
@@ -87,22 +86,17 @@ def sq_dist(X, A, out):
         _sq_dist_row(p, X, A, out)
 
 
-@_jit(parallel=True)
-def _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
-    for p in prange(t.shape[0]):
-        _pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
+def pair_layout(I, J):
+    """The plan's pairs as :func:`pair_softmax` takes them: ``(I, J, starts, run)``, the pairs cut
+    into blocks by :func:`physfield.kernels.simd.pair_blocks`."""
+    return (I, J, *simd.pair_blocks(I, J))
 
 
-def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
-    """:func:`physfield.kernels.rows.pair_softmax_row` for every point; a plan on the full ``N x M`` grid
-    (in row-major order, as :func:`physfield.plans.support` lists a dense plan) goes to the
-    vectorised :func:`physfield.kernels.simd.pair_softmax_grid`."""
-    N, M = A.shape[0], B.shape[0]
-    if len(I) == N * M and bool((I == np.repeat(np.arange(N), M)).all()) and bool((J == np.tile(np.arange(M), N)).all()):
-        simd.pair_softmax_grid(t, inv2s2, X, A, B, alpha, beta, logw.reshape(N, M), gamma.reshape(N, M), refine,
-                               R, C, lse, ess)
-    else:
-        _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse, ess):
+    """:func:`physfield.kernels.rows.pair_softmax_row` for every point, by the vectorised
+    :func:`physfield.kernels.simd.pair_softmax` over the blocks of ``layout`` (:func:`pair_layout`)."""
+    I, J, starts, run = layout
+    simd.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, starts, run, logw, gamma, refine, R, C, lse, ess)
 
 
 def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):

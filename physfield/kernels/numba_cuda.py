@@ -69,7 +69,13 @@ def sq_dist(X, A, out):
     _sq_dist[_grid(X.shape[0])](X, A, out)
 
 
-def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
+def pair_layout(I, J):
+    """The plan's pairs as :func:`pair_softmax` takes them: the arrays ``(I, J)`` themselves."""
+    return I, J
+
+
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse, ess):
+    I, J = layout
     _pair_softmax[_grid(t.shape[0])](t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 

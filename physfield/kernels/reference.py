@@ -28,6 +28,39 @@ def log_norms(r):
         return np.where(s > 0, np.log(safe) + 0.5 * np.log(((r / safe[..., None]) ** 2).sum(axis=-1)), -np.inf)
 
 
+def _pair_logits(X, t, inv2s2, a, b, logw):
+    """``(l, rho)`` for points ``X`` (a chunk) and pairs ``(a_k, b_k)``: ``rho_pk = x_p - (1 - t_p)
+    a_k - t_p b_k`` and ``l_pk = log pi_k - inv2s2_p |rho_pk|^2``."""
+    tt = t[:, None, None]
+    rho = X[:, None, :] - ((1 - tt) * a + tt * b)
+    return logw - inv2s2[:, None] * (rho**2).sum(axis=-1), rho
+
+
+def pair_softmax(X, t, inv2s2, A, B, I, J, logw):
+    """The softmax over the pairs of a plan that the fast kernels compute
+    (:func:`physfield.kernels.rows.pair_softmax_row`), from the coordinates::
+
+        l_k = log pi_k - inv2s2 |x - (1 - t) a_ik - t b_jk|^2,    w = softmax_k(l)
+        R_i = sum_{k: i_k = i} w_k,   C_j = sum_{k: j_k = j} w_k,   lse = logsumexp(l),   ess = 1 / sum w^2
+
+    Returns ``(R, C, lse, ess)``, the offsets ``sum_i R_i (x - a_i) = x - R A`` and
+    ``sum_j C_j (x - b_j) = x - C B`` follow (:func:`physfield.kernels.rows.pair_direct_row`).
+    """
+    R = np.zeros((len(X), len(A)))
+    C = np.zeros((len(X), len(B)))
+    lse = np.empty(len(X))
+    ess = np.empty(len(X))
+    a, b = A[I], B[J]
+    for sl in _point_chunks(len(X), len(I) * A.shape[1]):
+        logits, _ = _pair_logits(X[sl], t[sl], inv2s2[sl], a, b, logw)
+        lse[sl] = logsumexp(logits, axis=1)
+        w = np.exp(logits - lse[sl, None])
+        ess[sl] = 1.0 / (w**2).sum(axis=1)
+        np.add.at(R[sl], (slice(None), I), w)
+        np.add.at(C[sl], (slice(None), J), w)
+    return R, C, lse, ess
+
+
 def gaussian_path(X, t, sigma, s, A, B, I, J, logw, L):
     """A superposition of Gaussian paths (the strong field's family) at points ``(z, X)``, with
     ``t = z/L``, ``sigma = sigma(z)`` and ``s = s(z) = sigma'(z) / sigma(z)``.
@@ -49,15 +82,12 @@ def gaussian_path(X, t, sigma, s, A, B, I, J, logw, L):
     slope = np.empty(X.shape, dtype=X.dtype)
     ess = np.empty(len(X))
     for sl in _point_chunks(len(X), len(I) * D):
-        tt = t[sl, None, None]
-        c = (1 - tt) * a + tt * b
-        rho = X[sl, None, :] - c
-        var = sigma[sl, None] ** 2
-        log_phi = -D / 2 * np.log(2 * np.pi * var) - (rho**2).sum(axis=-1) / (2 * var)
+        var = sigma[sl] ** 2
+        logits, rho = _pair_logits(X[sl], t[sl], 1 / (2 * var), a, b, logw)
+        lse = logsumexp(logits, axis=1)
+        log_ez[sl] = lse - D / 2 * np.log(2 * np.pi * var)
+        w = np.exp(logits - lse[:, None])
         v = (b - a) / L + s[sl, None, None] * rho
-        logits = logw + log_phi
-        log_ez[sl] = logsumexp(logits, axis=1)
-        w = np.exp(logits - log_ez[sl, None])
         slope[sl] = np.einsum("pk,pkd->pd", w, v)
         ess[sl] = 1.0 / (w**2).sum(axis=1)
     return log_ez, slope, ess

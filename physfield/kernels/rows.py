@@ -3,7 +3,10 @@
 Each function computes row ``p`` of its output from row ``p`` of its inputs and touches no
 other row, so the CPU backend (:mod:`physfield.kernels.numba_cpu`) runs it under ``numba.prange`` and the
 GPU backend (:mod:`physfield.kernels.numba_cuda`) as a ``numba.cuda`` device function, one thread per point.
-Only scalars, loops and ``math`` are used so both compilers accept the same source.
+Only scalars, loops and ``math`` are used so both compilers accept the same source. The two pair
+kernels, :func:`pair_softmax_row` and :func:`pair_direct_row`, are the GPU's; the CPU runs their
+vectorised forms in :mod:`physfield.kernels.simd`. All are tested against
+:mod:`physfield.kernels.reference`.
 
 The quantities (the README's mathematics; ``t = z / L``):
 

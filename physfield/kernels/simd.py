@@ -1,19 +1,23 @@
-"""CPU pair kernels laid out for the compiler's vectoriser (the ``numba`` backend, low ``D``).
+"""CPU pair kernels laid out for the compiler's vectoriser (the ``numba`` backend).
 
-The per-point loop of :func:`physfield.kernels.rows.pair_direct_row` (one thread per point on the GPU)
-calls the C library's scalar ``exp`` once per pair; on a CPU that call is most of the cost
-(about 3-5 ns, and Numba has no vector math library to replace it). Here the same quantities are
-computed in contiguous passes over blocks of pairs, each a loop LLVM turns into SIMD code:
+The per-point loops of :func:`physfield.kernels.rows.pair_direct_row` and
+:func:`physfield.kernels.rows.pair_softmax_row` (one thread per point on the GPU) call the C
+library's scalar ``exp`` once per pair; on a CPU that call is most of the cost (about 3-5 ns,
+and Numba has no vector math library to replace it). Here the same quantities are computed in
+contiguous passes over blocks of pairs, each a loop LLVM turns into SIMD code, with ``exp`` by
+:func:`exp_nonpositive`, a branch-free polynomial:
 
-1. logits  ``l_k = log pi_k - |x - a_k - t (b_k - a_k)|^2 / (2 sigma^2)`` (coordinates stored
-   as ``(D, K)`` rows, so the inner loop runs over pairs), and the block maximum;
-2. ``e_k = exp(l_k - m)`` by :func:`exp_nonpositive`, a branch-free polynomial;
-3. ``sum e``, ``sum e^2``, ``sum e (x - a)``, ``sum e (x - b)``.
+- :func:`pair_direct` (sparse plans in low ``D``): logits ``l_k = log pi_k - |x - a_k - t (b_k
+  - a_k)|^2 / (2 sigma^2)`` from the coordinates (stored as ``(D, K)`` rows, so the inner loop
+  runs over pairs), then ``sum e``, ``sum e^2``, ``sum e (x - a)``, ``sum e (x - b)``. When a
+  block raises the running maximum ``m``, what was accumulated is rescaled by ``exp(m_old -
+  m_new)`` (an online softmax over blocks).
+- :func:`pair_softmax` (any plan, from the squared distances to the charges): the row and column
+  sums of the pair weights, the pairs cut into blocks by :func:`pair_blocks`.
 
-Blocks of ``BLOCK`` pairs keep the scratch in cache whatever ``K``; when a block raises the
-running maximum ``m``, what was accumulated is rescaled by ``exp(m_old - m_new)`` (an online
-softmax over blocks). The results are those of :func:`physfield.kernels.rows.pair_direct_row` to
-round-off (tested against the NumPy reference).
+Blocks of at most ``BLOCK`` pairs keep the scratch in cache whatever ``K``. The results are those
+of the row bodies to round-off; both kernels are tested against
+:mod:`physfield.kernels.reference`.
 """
 
 import math
@@ -23,6 +27,8 @@ from numba import njit, prange
 
 #: pairs per block (scratch: three float64 arrays of this length per thread)
 BLOCK = 512
+#: consecutive pairs of one row with consecutive columns that :func:`pair_blocks` makes a run
+RUN_MIN = 32
 #: partial maxima kept side by side (one AVX-512 register of float64)
 LANES = 8
 #: ``exp(x)`` for ``x`` below this is taken as 0: ``e^-700 = 1e-304`` of the largest term,
@@ -68,7 +74,7 @@ def _exp_parts(x):
 
 
 @njit(cache=True, fastmath=_FMA)
-def exp_nonpositive(x, out, scale):
+def exp_nonpositive(x, out, scale, n):
     """``out[k] = exp(x[k])`` for ``x <= 0`` (0 below :data:`EXP_FLOOR`), a few ulp from libm.
 
     Branch-free so it vectorises: ``p`` and ``y`` from :func:`_exp_parts`, then ``2^n`` is built
@@ -77,12 +83,12 @@ def exp_nonpositive(x, out, scale):
     ``out = p * 2^n``. ``scale`` is a float64 scratch array as long as ``x``.
     """
     bits = scale.view(np.int64)
-    for k in range(x.shape[0]):
+    for k in range(n):
         xk = x[k] if x[k] > EXP_FLOOR else EXP_FLOOR
         out[k], scale[k] = _exp_parts(xk)
-    for k in range(x.shape[0]):
+    for k in range(n):
         bits[k] = (bits[k] + 1023) << 52
-    for k in range(x.shape[0]):
+    for k in range(n):
         out[k] = out[k] * scale[k] if x[k] > EXP_FLOOR else 0.0
 
 
@@ -94,10 +100,9 @@ def _scratch(n):
 
 
 @njit(cache=True, fastmath=_REDUCE)
-def _max(l, lanes):
+def _max(l, n, lanes):
     """``max l`` over ``LANES`` interleaved partial maxima (``lanes``: scratch of that length),
     which the vectoriser keeps in one register: a plain running maximum stays scalar."""
-    n = l.shape[0]
     for j in range(LANES):
         lanes[j] = -math.inf
     whole = n - n % LANES
@@ -169,7 +174,7 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
         for lo in range(0, K, BLOCK):
             n = min(BLOCK, K - lo)
             _logits(x, t[p], inv2s2[p], AT, DT, logw, lo, l[:n])
-            mb = _max(l[:n], lanes)
+            mb = _max(l, n, lanes)
             if mb > m:  # rescale what the earlier blocks accumulated
                 c = math.exp(m - mb) if s1 > 0.0 else 0.0
                 s1 *= c
@@ -180,7 +185,7 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
                 m = mb
             for k in range(n):
                 l[k] -= m
-            exp_nonpositive(l[:n], e[:n], scale[:n])
+            exp_nonpositive(l, e, scale, n)
             b1, b2 = _accumulate(x, AT, BT, e[:n], lo, oa, ob)
             s1 += b1
             s2 += b2
@@ -191,89 +196,151 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
         ess[p] = s1 * s1 / s2
 
 
-@njit(cache=True, fastmath=_REDUCE)
-def _grid_logits(i, p, tp, h, X, A, B, alpha, beta, logw, gamma, refine, l):
-    """Logits of the pairs ``(i, j)``, ``j < M``, of a full-grid plan into ``l``. ``|rho|^2`` by
-    the identity of :mod:`physfield.kernels.rows`, clamped at 0; where it cancels (``|rho|^2 < refine *
-    ((1 - t) alpha + t beta + t (1 - t) gamma)``) it is recomputed from the coordinates, as
-    :func:`physfield.kernels.rows.pair_softmax_row` does."""
-    M = l.shape[0]
+@njit(cache=True)
+def pair_blocks(I, J):
+    """The plan's pairs cut into blocks of consecutive pairs for :func:`pair_softmax`:
+    ``(starts, run)``, block ``q`` holding pairs ``starts[q] <= k < starts[q + 1]``.
+
+    A run block is at least :data:`RUN_MIN` pairs of one row with consecutive columns ``j0, j0 +
+    1, ...`` (every row of a dense plan in row-major order): its ``alpha`` is one number and its
+    ``beta`` one slice; a longer run is cut into equal pieces. The other pairs go into gather
+    blocks. No block exceeds :data:`BLOCK`.
+    """
+    K = I.shape[0]
+    starts = np.empty(K + 1, np.int64)
+    run = np.empty(K, np.bool_)
+    nb = 0
+    gathering = False
+    k = 0
+    while k < K:
+        end = k + 1
+        while end < K and I[end] == I[k] and J[end] == J[end - 1] + 1:
+            end += 1
+        if end - k >= RUN_MIN:  # cut into equal pieces of at most BLOCK (each >= RUN_MIN)
+            pieces = (end - k + BLOCK - 1) // BLOCK
+            for q in range(pieces):
+                starts[nb] = k + (end - k) * q // pieces
+                run[nb] = True
+                nb += 1
+            gathering = False
+        else:
+            for q in range(k, end):
+                if not gathering or q - starts[nb - 1] >= BLOCK:
+                    starts[nb] = q
+                    run[nb] = False
+                    nb += 1
+                    gathering = True
+        k = end
+    starts[nb] = K
+    return starts[:nb + 1].copy(), run[:nb].copy()
+
+
+@njit(cache=True, inline="always", fastmath=_REDUCE)
+def _block_logits(p, tp, h, X, A, B, alpha, beta, Is, Js, lw, g, run, refine, ends, l):
+    """Logits of the pairs ``(Is[k], Js[k])`` of one block into ``l``; ``lw``, ``g`` are their
+    ``log pi`` and ``gamma``. With ``ends_k = (1 - t) alpha_k + t beta_k`` formed as ``c0 + c1
+    e[k]``: for a run block ``c0 = (1 - t) alpha`` of its row, ``c1 = t`` and ``e`` a slice of
+    ``beta``; otherwise ``c0 = 0``, ``c1 = 1`` and ``e = ends``, scratch gathered here.
+    ``|rho|^2 = ends - t (1 - t) gamma`` (the identity of :mod:`physfield.kernels.rows`), clamped
+    at 0; where it cancels (``|rho|^2 < refine * (ends + t (1 - t) gamma)``) it is recomputed from
+    the coordinates, as :func:`physfield.kernels.rows.pair_softmax_row` does."""
+    n = Is.shape[0]
     u = 1.0 - tp
     w = tp * (1.0 - tp)
-    ua = u * alpha[p, i]
-    b = beta[p]
-    g = gamma[i]
-    lw = logw[i]
+    if run:
+        c0 = u * alpha[p, Is[0]]
+        c1 = tp
+        e = beta[p, Js[0]:Js[0] + n]
+    else:
+        c0 = 0.0
+        c1 = 1.0
+        e = ends
+        for k in range(n):
+            ends[k] = u * alpha[p, Is[k]] + tp * beta[p, Js[k]]
     cancel = 0
-    for j in range(M):
-        ends = ua + tp * b[j]
-        r2 = ends - w * g[j]
-        cancel += r2 < refine * (ends + w * g[j])
-        l[j] = lw[j] - h * (r2 if r2 > 0.0 else 0.0)
+    for k in range(n):
+        r2 = c0 + c1 * e[k] - w * g[k]
+        cancel += r2 < refine * (c0 + c1 * e[k] + w * g[k])
+        l[k] = lw[k] - h * (r2 if r2 > 0.0 else 0.0)
     if cancel:
-        for j in range(M):
-            ends = ua + tp * b[j]
-            r2 = ends - w * g[j]
-            if r2 < refine * (ends + w * g[j]):
+        for k in range(n):
+            if c0 + c1 * e[k] - w * g[k] < refine * (c0 + c1 * e[k] + w * g[k]):
                 r2 = 0.0
                 for d in range(X.shape[1]):
-                    diff = X[p, d] - u * A[i, d] - tp * B[j, d]
+                    diff = X[p, d] - u * A[Is[k], d] - tp * B[Js[k], d]
                     r2 += diff * diff
-                l[j] = lw[j] - h * r2
+                l[k] = lw[k] - h * r2
 
 
-@njit(cache=True, fastmath=_REDUCE)
-def _grid_accumulate(e, C, p):
-    """``C[p] += e``; returns ``(sum e, sum e^2)``."""
+@njit(cache=True, inline="always", fastmath=_REDUCE)
+def _block_accumulate(e, Is, Js, run, R, C, p):
+    """``R[p, Is[k]] += e[k]``, ``C[p, Js[k]] += e[k]``; returns ``(sum e, sum e^2)``."""
+    n = Is.shape[0]
     s1 = 0.0
     s2 = 0.0
-    for j in range(e.shape[0]):
-        C[p, j] += e[j]
-        s1 += e[j]
-        s2 += e[j] * e[j]
+    if run:
+        c = C[p, Js[0]:Js[0] + n]
+        for k in range(n):
+            c[k] += e[k]
+            s1 += e[k]
+            s2 += e[k] * e[k]
+        R[p, Is[0]] += s1
+    else:
+        for k in range(n):
+            R[p, Is[k]] += e[k]
+            C[p, Js[k]] += e[k]
+            s1 += e[k]
+            s2 += e[k] * e[k]
     return s1, s2
 
 
-@njit(parallel=True, cache=True)
-def pair_softmax_grid(t, inv2s2, X, A, B, alpha, beta, logw, gamma, refine, R, C, lse, ess):
-    """:func:`physfield.kernels.rows.pair_softmax_row` for a plan whose support is the full ``N x M``
-    grid (``independent``, Sinkhorn, dense explicit plans), ``logw`` and ``gamma`` as ``(N, M)``.
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, starts, run, logw, gamma, refine, R, C, lse, ess):
+    """:func:`physfield.kernels.rows.pair_softmax_row` for every point and any plan, its pairs
+    cut into blocks by :func:`pair_blocks` (``starts``, ``run``).
 
-    Two passes over the rows ``i`` of the grid per point: the first finds each row's largest
-    logit, the second forms ``exp(l - m)`` only in rows whose largest term is above
-    :data:`EXP_FLOOR`. In high ``D`` the logits of a point span thousands, so nearly every row is
-    skipped and the second pass costs next to nothing.
+    Two passes over the blocks per point: the first finds each block's largest logit, the second
+    forms ``exp(l - m)`` only in blocks whose largest term is above :data:`EXP_FLOOR`. In high
+    ``D`` the logits of a point span thousands, so nearly every block is skipped and the second
+    pass costs next to nothing. A gather block's ``alpha`` and ``beta`` are first gathered into
+    contiguous scratch so that its logits loop vectorises as a run block's does.
     """
-    N, M = logw.shape
+    nb = run.shape[0]
     for p in prange(X.shape[0]):
-        l, e, scale, lanes = _scratch(M)
-        rowmax = np.empty(N)
+        l, e, scale, lanes = _scratch(BLOCK)
+        ends = np.empty(BLOCK, beta.dtype)
+        blockmax = np.empty(nb)
         tp = t[p]
         h = inv2s2[p]
         m = -math.inf
-        for i in range(N):
-            _grid_logits(i, p, tp, h, X, A, B, alpha, beta, logw, gamma, refine, l)
-            rowmax[i] = _max(l, lanes)
-            m = rowmax[i] if rowmax[i] > m else m
-        for j in range(M):
+        for q in range(nb):
+            lo, hi = starts[q], starts[q + 1]
+            _block_logits(p, tp, h, X, A, B, alpha, beta, I[lo:hi], J[lo:hi], logw[lo:hi], gamma[lo:hi], run[q],
+                          refine, ends, l)
+            blockmax[q] = _max(l, hi - lo, lanes)
+            m = blockmax[q] if blockmax[q] > m else m
+        for i in range(R.shape[1]):
+            R[p, i] = 0.0
+        for j in range(C.shape[1]):
             C[p, j] = 0.0
         s1 = 0.0
         s2 = 0.0
-        for i in range(N):
-            R[p, i] = 0.0
-            if rowmax[i] - m > EXP_FLOOR:
-                _grid_logits(i, p, tp, h, X, A, B, alpha, beta, logw, gamma, refine, l)
-                for j in range(M):
-                    l[j] -= m
-                exp_nonpositive(l, e, scale)
-                b1, b2 = _grid_accumulate(e, C, p)
-                R[p, i] = b1
+        for q in range(nb):
+            if blockmax[q] - m > EXP_FLOOR:
+                lo, hi = starts[q], starts[q + 1]
+                Is, Js = I[lo:hi], J[lo:hi]
+                _block_logits(p, tp, h, X, A, B, alpha, beta, Is, Js, logw[lo:hi], gamma[lo:hi], run[q], refine,
+                              ends, l)
+                for k in range(hi - lo):
+                    l[k] -= m
+                exp_nonpositive(l, e, scale, hi - lo)
+                b1, b2 = _block_accumulate(e, Is, Js, run[q], R, C, p)
                 s1 += b1
                 s2 += b2
         inv = 1.0 / s1
-        for i in range(N):
+        for i in range(R.shape[1]):
             R[p, i] *= inv
-        for j in range(M):
+        for j in range(C.shape[1]):
             C[p, j] *= inv
         lse[p] = m + math.log(s1)
         ess[p] = s1 * s1 / s2
