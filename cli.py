@@ -257,21 +257,51 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--resume", is_flag=True, help="extend an existing cache with the same attributes to --n points.")
 @click.option("--overwrite", is_flag=True, help="replace an existing cache.")
 @click.option("--store-pairs", is_flag=True, help="keep every minibatch (verification mode).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="compute shards in this many local processes, then join them.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="compute shards as Ray tasks: on a local Ray started here (no ADDRESS), the running "
+                   "cluster ('auto'), or host:port. Needs physfield[distributed].")
+@click.option("--shard-points", type=click.IntRange(min=1), default=None,
+              help="points per shard, rounded to whole batches [default: 65536].")
+@click.option("--copy", is_flag=True, help="join the shards into one self-contained file (default: a virtual "
+                                           "dataset reading OUT.shards/).")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="attempts more for a shard that fails.")
 @one_line_errors
 def targets(spec, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, extra, seed, backend, out, resume,
-            overwrite, store_pairs):
-    """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5."""
+            overwrite, store_pairs, workers, ray_address, shard_points, copy, retries):
+    """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5.
+
+    With --workers or --ray the run is cut into shards (OUT.shards/shard-*.h5) computed in
+    parallel and joined into OUT; the datasets are the same bytes as a run in one process, and
+    --resume computes only the shards that are missing or incomplete.
+    """
     import re
 
     from physfield import targets as tg
+    from physfield.kernels import get_backend
 
     if out is None:
         slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (spec, source, target))
         out = f"data/{slug}.h5"
+    if workers and ray_address:
+        raise ValueError("choose --workers or --ray, not both")
+    if (shard_points or copy) and not (workers or ray_address):
+        raise ValueError("--shard-points and --copy go with --workers or --ray")
     field = build_field(spec, L, {"sigma0": sigma0, "d": d, **parse_params(extra)})
-    result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, lam=lam, seed=seed, reg=reg,
-                         dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
-                         progress=True)
+    engine = None
+    if workers:
+        engine = tg.engines.Pool(workers)
+    elif ray_address:
+        engine = tg.engines.Ray(None if ray_address == "local" else ray_address, gpus=get_backend(backend).gpu)
+    try:
+        result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, lam=lam, seed=seed, reg=reg,
+                             dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
+                             progress=True, engine=engine, shard_points=shard_points, copy=copy, retries=retries)
+    finally:
+        if engine is not None:
+            engine.close()
     click.echo(str(result))
 
 

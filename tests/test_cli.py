@@ -390,15 +390,23 @@ def test_learn_group_exists():
 
 
 def test_installed_command_runs_and_is_reproducible():
-    """The console script as installed, in a fresh process: same numbers as in-process (seeded)."""
+    """The console script as installed, in fresh processes: the same numbers twice, and the
+    numbers of an in-process run (seeded) to round-off: kernels Numba compiled in this process
+    may differ in the last bit of a few sums from the cached build the fresh processes load
+    (fast-math reductions, ``physfield.kernels.simd``)."""
     exe = shutil.which("physfield") or str(Path(sys.executable).parent / "physfield")
-    done = subprocess.run([exe, "check", "--field", "strong", "--json"], capture_output=True, text=True,
-                          check=False, timeout=120, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    out = json.loads(done.stdout)
-    again = report(run("--field", "strong", "--json"))
-    assert [r["value"] for r in out["checks"]] == [r["value"] for r in again["checks"]]
+    outs = []
+    for _ in range(2):
+        done = subprocess.run([exe, "check", "--field", "strong", "--json"], capture_output=True, text=True,
+                              check=False, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        outs.append([r["value"] for r in json.loads(done.stdout)["checks"]])
+    assert outs[0] == outs[1]
+    again = [r["value"] for r in report(run("--field", "strong", "--json"))["checks"]]
+    assert len(again) == len(outs[0])
+    for a, b in zip(outs[0], again):
+        assert a == b or (isinstance(a, float) and b == pytest.approx(a, rel=1e-9, abs=1e-12)), (a, b)
 
 
 @pytest.mark.parametrize("seed", [4, 11])

@@ -63,6 +63,8 @@ class Backend:
 
     name = None
     kernels = None
+    #: whether the backend computes on a GPU (a Ray task of it then holds one)
+    gpu = False
 
     @classmethod
     def available(cls):
@@ -166,6 +168,7 @@ class CupyBackend(Backend):
     Results go back to the host unless the points were CuPy arrays."""
 
     name = "cupy"
+    gpu = True
 
     @classmethod
     def available(cls):

@@ -42,7 +42,11 @@ _ROUND = 6755399441055744.0  # 1.5 * 2^52: y + _ROUND rounds y to an integer in 
 
 # fast-math flags for the reductions (reassociation lets LLVM split sums and maxima into SIMD
 # lanes; no NaN reaches them: inputs are validated finite); exp_nonpositive gets fused
-# multiply-adds only, since reassociation would undo its rounding trick
+# multiply-adds only, since reassociation would undo its rounding trick. Reassociated sums take
+# the order LLVM vectorises them in, and that differs between a kernel compiled in this process
+# and numba's cached build of it (measured: the last bit of a few sums); every process that
+# loads the cache computes the same bits. Sums in a fixed order by hand cost 40 % of
+# pair_direct's speed (measured), so the build, not the order, is what is kept fixed.
 _REDUCE = {"reassoc", "nsz", "nnan", "contract"}
 _FMA = {"contract"}
 

@@ -2,11 +2,14 @@
 
 ``sampler`` (:func:`~physfield.targets.sampler.make_run`, :func:`~physfield.targets.sampler.batch`:
 batch ``k`` of a run), ``store`` (:func:`generate`, :func:`open_cache`, :class:`Cache`, the
-schema).
+schema), ``shards`` (a run cut into shard files joined by an HDF5 virtual dataset) and
+``engines`` (where shards are computed: ``Local``, ``Pool``, ``Ray``).
 """
+
+from . import engines, shards
 
 from .sampler import OUTSIDE, PLAN_NAMES, Run, batch, make_run
 from .store import ATTRS, COMPRESSION, FORMAT, SCHEMA_VERSION, Cache, GenerateResult, generate, open_cache
 
-__all__ = ["generate", "open_cache", "Cache", "GenerateResult", "make_run", "batch", "Run", "FORMAT",
+__all__ = ["engines", "shards", "generate", "open_cache", "Cache", "GenerateResult", "make_run", "batch", "Run", "FORMAT",
            "SCHEMA_VERSION", "ATTRS", "COMPRESSION", "OUTSIDE", "PLAN_NAMES"]

@@ -47,6 +47,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import sampler
+from .sampler import positive_int
 
 FORMAT = "physfield-targets"
 SCHEMA_VERSION = 1
@@ -57,6 +58,8 @@ ATTRS = ("format", "schema_version", "field", "L", "D", "plan", "reg", "B", "lam
          "version")
 OPTIONAL_ATTRS = ("reg", "data_shape")
 UNIT_TOL = 1e-5  # |targets| = 1 within float32 rounding
+DATASETS = ("points", "targets", "log_norm", "ess")  # one row per point
+PAIRS = ("sources", "sinks", "plan")  # group pairs: one entry per batch (plus partner, per point)
 
 
 @dataclass
@@ -77,14 +80,15 @@ class GenerateResult:
     def __str__(self):
         if not self.new:
             return f"{self.path} already holds {self.n} points: nothing to do"
-        share = ", ".join(f"{k} {v / self.seconds:.0%}" for k, v in self.timings.items())
+        total = max(self.seconds, sum(self.timings.values()))  # workers' seconds add up past the wall time
+        share = ", ".join(f"{k} {v / total:.0%}" for k, v in self.timings.items())
         return (f"{self.new} points in {self.seconds:.2f} s: {self.points_per_second:.0f} points/s "
                 f"({share}); {self.path} holds {self.n}")
 
 
 def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
-             store_pairs=False, progress=False):
+             store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
 
     ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
@@ -95,17 +99,29 @@ def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5
     points outside the plates, for a field that does not vanish there (default 0.2; 0 otherwise). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
     when there is none); otherwise an existing ``out`` is refused unless ``overwrite``.
     ``store_pairs``: keep every batch's pairs and plan (verification mode). ``progress``: a
-    tqdm bar. Returns a :class:`GenerateResult`. Bad arguments are a one-line ``ValueError``
-    raised before any file is touched. See the module docstring for the sampling and layout.
+    tqdm bar. ``engine`` (:mod:`physfield.targets.engines`: ``Local()``, ``Pool(workers)``,
+    ``Ray(address)``): compute the run in shards of ``shard_points`` points on that engine and
+    join them into one cache (:mod:`physfield.targets.shards`; ``copy``: one self-contained file;
+    ``retries``: attempts more per failed shard); the cache's datasets are the same bytes as
+    without an engine. Returns a :class:`GenerateResult`. Bad arguments are a one-line
+    ``ValueError`` raised before any file is touched. See the module docstring for the sampling
+    and layout.
     """
     run = sampler.make_run(field, source, target, batch, plan, reg, lam, eps, outside_fraction, seed, dim,
                            backend, store_pairs)
-    n = sampler.positive_int("n", n)
+    n = positive_int("n", n)
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"output {out} is a directory")
     if not out.parent.is_dir():
         raise ValueError(f"output folder {out.parent} does not exist")
+    if engine is not None:
+        from . import shards
+
+        if shard_points is not None:
+            positive_int("shard_points", shard_points)
+        return shards.generate(run, n, out, engine, shard_points=shard_points, copy=copy, resume=resume,
+                               overwrite=overwrite, retries=retries, progress=progress)
     n0 = 0
     if out.exists() and resume:
         n0 = _check_resumable(out, run_attrs(run))
@@ -116,21 +132,33 @@ def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5
     elif out.exists() and not overwrite:
         raise ValueError(f"{out} exists; pass resume to extend it or overwrite to replace it")
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the cache private
+    tmp = temporary(out)
     try:
         if n0:
             shutil.copyfile(out, tmp)
-        result = _write(run, tmp, n0, n, progress)
-        _fsync(tmp)
-        os.replace(tmp, out)
-        _fsync(out.parent)
+        result = write_points(run, tmp, n0, n, progress)
+        publish(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     result.path = str(out)
     return result
+
+
+def temporary(out):
+    """A new, empty temporary file ``.NAME.*.tmp`` beside ``out`` (mode 0644), for :func:`publish`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(out).name}.", suffix=".tmp", dir=Path(out).parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the cache private
+    return tmp
+
+
+def publish(tmp, out):
+    """Make the finished file ``tmp`` the file ``out``: fsync it, then one atomic ``os.replace``
+    (and fsync the folder), so ``out`` is always absent, the old file or the complete new one."""
+    _fsync(tmp)
+    os.replace(tmp, out)
+    _fsync(Path(out).parent)
 
 
 def run_attrs(run):
@@ -148,26 +176,28 @@ def run_attrs(run):
     return {k: v for k, v in attrs.items() if v is not None}
 
 
-def _write(run, path, n0, n, progress):
-    """Append points ``n0 .. n-1`` to the HDF5 file ``path`` (created when ``n0 == 0``)."""
+def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
+    """Append points ``n0 .. n-1`` of ``run`` to the HDF5 file ``path``, which holds points
+    ``start .. n0-1`` (created, with :func:`run_attrs` plus ``attrs``, when ``n0 == start``;
+    ``start`` is a multiple of ``B``). Returns a :class:`GenerateResult`."""
     B = run.B
     timings, t_start = {}, time.perf_counter()
-    with h5py.File(path, "r+" if n0 else "w") as f:
-        if not n0:
-            _create(f, run)
+    with h5py.File(path, "r+" if n0 > start else "w") as f:
+        if n0 == start:
+            create(f, run, attrs or {})
         bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=None if progress else True, leave=False)
         for k in range(n0 // B, math.ceil(n / B)):
             b = sampler.batch(run, k, timings)
             t0 = time.perf_counter()
             lo, hi = max(n0, k * B), min(n, (k + 1) * B)
             rows = slice(lo - k * B, hi - k * B)
-            for name in ("points", "targets", "log_norm", "ess"):
-                _append(f[name], b[name][rows])
+            for name in DATASETS:
+                append(f[name], b[name][rows])
             if run.store_pairs:
-                _append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
+                append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
                 if lo == k * B:  # first time this batch is stored
                     for name in ("sources", "sinks", "plan"):
-                        _append(f["pairs"][name], b[name][None])
+                        append(f["pairs"][name], b[name][None])
             timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
             bar.update(hi - lo)
         bar.close()
@@ -176,10 +206,17 @@ def _write(run, path, n0, n, progress):
     return GenerateResult(path, n, n - n0, time.perf_counter() - t_start, timings)
 
 
-def _create(f, run):
+def attr_value(key, value):
+    """``value`` as the HDF5 attribute ``key`` stores it (``data_shape`` as int64)."""
+    return np.asarray(value, dtype=np.int64) if key == "data_shape" else value
+
+
+def create(f, run, attrs):
+    """The empty datasets of ``run`` in the open HDF5 file ``f``, with :func:`run_attrs` plus
+    ``attrs``: rows chunked so that batches align, compressed (:data:`COMPRESSION`)."""
     B, D = run.B, run.dim
-    for key, value in run_attrs(run).items():
-        f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "data_shape" else value
+    for key, value in {**run_attrs(run), **attrs}.items():
+        f.attrs[key] = attr_value(key, value)
     rows = min(B, 1 << max(0, (CHUNK_BYTES // (4 * (D + 1))).bit_length() - 1))  # power of 2: batches align
     for name in ("points", "targets"):
         f.create_dataset(name, (0, D + 1), np.float32, maxshape=(None, D + 1), chunks=(rows, D + 1), **COMPRESSION)
@@ -193,7 +230,8 @@ def _create(f, run):
         g.create_dataset("partner", (0,), np.int32, maxshape=(None,), chunks=(max(B, 1024),), **COMPRESSION)
 
 
-def _append(dataset, rows):
+def append(dataset, rows):
+    """``rows`` appended to the resizable ``dataset``."""
     start = dataset.shape[0]
     dataset.resize(start + len(rows), axis=0)
     dataset[start:] = rows
@@ -211,18 +249,18 @@ def _check_resumable(path, expected):
     """Number of points in the cache at ``path`` after checking it (fully) and its attributes."""
     with open_cache(path, verify=True) as cache:
         for key in ATTRS:
-            have, want = cache.attrs.get(key), _plain(expected.get(key))
+            have, want = cache.attrs.get(key), plain(expected.get(key))
             if have != want:
                 raise ValueError(f"cannot resume {path}: attribute {key} is {have!r} in the cache but {want!r} for this run")
         return len(cache)
 
 
-def _plain(value):
+def plain(value):
     """An HDF5 attribute value as a plain Python value (str, int, float, bool or tuple)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray):
-        return tuple(_plain(v) for v in value.tolist())
+        return tuple(plain(v) for v in value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -236,7 +274,7 @@ class Cache:
 
     def __init__(self, path, file):
         self.path, self.file = str(path), file
-        self.attrs = {key: _plain(value) for key, value in file.attrs.items()}
+        self.attrs = {key: plain(value) for key, value in file.attrs.items()}
         self.field_params = json.loads(self.attrs["field"])
         self.points, self.targets = file["points"], file["targets"]
         self.log_norm, self.ess = file["log_norm"], file["ess"]
@@ -292,15 +330,15 @@ def open_cache(path, verify=False):
 
 def _schema_problem(f):
     """A one-line description of the first schema violation, or ``None``."""
-    if _plain(f.attrs.get("format")) != FORMAT:
+    if plain(f.attrs.get("format")) != FORMAT:
         return f"not a physfield targets cache (no format={FORMAT!r} attribute)"
-    version = _plain(f.attrs.get("schema_version"))
+    version = plain(f.attrs.get("schema_version"))
     if version != SCHEMA_VERSION:
         return f"unknown schema_version {version!r} (this physfield reads {SCHEMA_VERSION})"
     missing = [k for k in ATTRS if k not in OPTIONAL_ATTRS and k not in f.attrs]
     if missing:
         return f"missing attribute {missing[0]!r}"
-    json.loads(_plain(f.attrs["field"]))
+    json.loads(plain(f.attrs["field"]))
     D, B = int(f.attrs["D"]), int(f.attrs["B"])
     expected = {"points": (np.float32, 2), "targets": (np.float32, 2), "log_norm": (np.float64, 1),
                 "ess": (np.float64, 1)}
@@ -313,6 +351,9 @@ def _schema_problem(f):
             return f"missing dataset {name!r}"
         if ds.dtype != dtype or ds.ndim != ndim:
             return f"dataset {name!r} is {ds.dtype} {ds.ndim}-D, expected {np.dtype(dtype)} {ndim}-D"
+        missing = _missing_source(f, ds)
+        if missing:
+            return f"dataset {name!r} reads shard {missing}, which is missing (HDF5 would read zeros there)"
     n = f["points"].shape[0]
     batches = math.ceil(n / B)
     shapes = {"points": (n, D + 1), "targets": (n, D + 1), "log_norm": (n,), "ess": (n,),
@@ -321,6 +362,19 @@ def _schema_problem(f):
     for name in expected:
         if f[name].shape != shapes[name]:
             return f"dataset {name!r} has shape {f[name].shape}, expected {shapes[name]}"
+    return None
+
+
+def _missing_source(f, ds):
+    """The first source file of the virtual dataset ``ds`` (of the open file ``f``) that does not
+    exist, resolved as HDF5 does relative to ``f``'s folder; ``None`` when all do (or ``ds`` is
+    not virtual)."""
+    if not ds.is_virtual:
+        return None
+    base = Path(f.filename).parent
+    for source in ds.virtual_sources():
+        if source.file_name != "." and not (base / source.file_name).is_file():
+            return source.file_name
     return None
 
 
