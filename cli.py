@@ -314,7 +314,8 @@ def learn():
 @click.option("--targets", "targets_path", required=True, help="targets cache (HDF5) from `physfield targets`.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="run folder (checkpoint, run.json, loss.csv).")
 @click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True,
+              help="rows per step (under torchrun: the global batch, shared by the processes).")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate after warm-up.")
 @click.option("--ema", type=float, default=0.999, show_default=True, help="EMA decay of the weights.")
 @click.option("--clip", type=float, default=1.0, show_default=True, help="gradient-norm clip (0: none).")
@@ -334,7 +335,11 @@ def learn():
 @one_line_errors
 def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target, checkpoint_every,
                 hidden, depth, emb, net, resume):
-    """Train f(z, x) on cached field targets (Adam, EMA, clipping, warm-up, checkpoints)."""
+    """Train f(z, x) on cached field targets (Adam, EMA, clipping, warm-up, checkpoints).
+
+    Under torchrun (torchrun --nproc_per_node=K -m learn train ...) the K processes train
+    data-parallel: --batch is the global batch, each process takes its B/K rows of it.
+    """
     from learn.train import TrainConfig, train
 
     cfg = TrainConfig(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target,

@@ -107,9 +107,11 @@ class Batches:
             start += take
         return np.concatenate([p for p, _ in pieces]), np.concatenate([u for _, u in pieces])
 
-    def get(self, k):
-        """Batch ``k``: points and the regression target (see the module docstring)."""
-        P, U = self.rows(k * self.batch, (k + 1) * self.batch)
+    def get(self, k, lo=0, hi=None):
+        """Rows ``[lo, hi)`` (default: all ``B``) of batch ``k``: points and the regression target
+        (see the module docstring). Data-parallel ranks take disjoint ``[lo, hi)``."""
+        hi = self.batch if hi is None else hi
+        P, U = self.rows(k * self.batch + lo, k * self.batch + hi)
         if self.target == "velocity":
             U = np.float32(self.cache.attrs["L"]) * U[:, 1:] / np.maximum(U[:, :1], VELOCITY_UZ_MIN)
         return P, U

@@ -14,6 +14,11 @@ averaging in the random initial weights). ``lr_k`` and ``d_k`` depend on ``k`` o
 state, RNG states, step, data position, loss history) continues the uninterrupted loss curve
 exactly (on the same device and thread count).
 
+Under ``torchrun`` the steps are data-parallel (:mod:`learn.distributed`): ``batch`` is the global
+batch, rank ``r`` of ``W`` regresses rows ``[r B/W, (r + 1) B/W)`` of batch ``k``, DDP averages the
+gradients (so the step is the one-process step on the same ``B`` rows), the logged loss is the
+mean over the ranks, and rank 0 alone writes the run folder.
+
 Run folder ``out``: ``checkpoint.pt`` (written atomically every ``checkpoint_every`` steps and at
 the end; it embeds the run record) and ``run.json``, the run record: training settings, network
 spec and the cache's attributes (field, ``L``, ``eps``, source and target specs, plan, ...), so
@@ -35,7 +40,7 @@ from tqdm.auto import tqdm
 
 from physfield.targets import open_cache
 
-from . import data, models
+from . import data, distributed, models
 
 CHECKPOINT = "checkpoint.pt"
 RUN = "run.json"
@@ -175,6 +180,15 @@ def train(cfg, resume=False, progress=False):
     :class:`TrainResult`. ``resume`` continues from ``out/checkpoint.pt`` (same settings apart
     from ``steps`` and ``checkpoint_every``); without it an existing checkpoint is refused."""
     _check(cfg)
+    world = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, world, resume, progress)
+    finally:
+        distributed.teardown(world)
+
+
+def _train(cfg, world, resume, progress):
+    lo, hi = world.share(cfg.batch)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
@@ -190,7 +204,7 @@ def train(cfg, resume=False, progress=False):
                                cfg.hidden, cfg.depth, cfg.emb, shape)
         record = _run_record(cfg, cache, net_spec)
         torch.manual_seed(cfg.seed)
-        model = models.build(net_spec).to(cfg.device)
+        model = models.build(net_spec).to(world.device)
         ema = copy.deepcopy(model).requires_grad_(False)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         step, losses = 0, []
@@ -204,8 +218,10 @@ def train(cfg, resume=False, progress=False):
             opt.load_state_dict(ckpt["optimizer"])
             _set_rng_state(ckpt["rng"])
             step, losses = ckpt["step"], list(ckpt["losses"])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RUN).write_text(json.dumps(record, indent=2, sort_keys=True))
+        net = world.wrap(model)
+        if world.writer:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / RUN).write_text(json.dumps(record, indent=2, sort_keys=True))
 
         def save():
             _atomic_save({"run": record, "model": model.state_dict(), "ema": ema.state_dict(),
@@ -215,16 +231,17 @@ def train(cfg, resume=False, progress=False):
             (out / "loss.csv").write_text("step,loss\n" + "".join(f"{k},{v!r}\n" for k, v in enumerate(losses)))
 
         t0 = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=None if progress else True, desc="train")
+        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=None if progress and world.writer else True,
+                   desc="train")
         while step < cfg.steps:
-            P, Y = (torch.from_numpy(a).to(cfg.device) for a in batches.get(step))
-            loss = ((model(P) - Y) ** 2).sum(dim=1).mean()
+            P, Y = (torch.from_numpy(a).to(world.device) for a in batches.get(step, lo, hi))
+            loss = ((net(P) - Y) ** 2).sum(dim=1).mean()
             optimise(model, ema, opt, loss, cfg, step)
-            losses.append(loss.item())
+            losses.append(world.mean(loss.item()))
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if world.writer and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 save()
         bar.close()
     return TrainResult(str(out), step, losses, time.perf_counter() - t0)
