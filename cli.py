@@ -99,13 +99,25 @@ def build_field(spec, L, params, only_known=False):
     return fields.build(spec, L=L, **given)
 
 
+def usable_device(device):
+    """``auto`` -> ``cuda`` or ``cpu`` (what torch sees); ``cuda`` without a CUDA device is an error."""
+    import torch
+
+    from learn.train import resolve_device
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda asked but torch sees no CUDA device")
+    return resolve_device(device)
+
+
 def draw_data(source, target, n, dim, seed):
     """``n`` sources and sinks from the data specs, and a probe seed: three streams of ``seed``."""
     import physfield as pf
 
     source_seed, target_seed, probe_seed = np.random.SeedSequence(seed).generate_state(3)
-    B = pf.data.sample(target, n, seed=target_seed, dim=dim)
-    A = pf.data.sample(source, n, seed=source_seed, dim=dim or B.shape[1])
+    dim_source, dim_target = pf.data.pair_dims(source, target, dim)
+    B = pf.data.sample(target, n, seed=target_seed, dim=dim_target)
+    A = pf.data.sample(source, n, seed=source_seed, dim=dim_source)
     return A, B, int(probe_seed)
 
 
@@ -238,7 +250,7 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
               help="strong (IFM), coulomb (EFM capacitor), or a user field class module:Class.")
 @click.option("--source", default="gaussian", show_default=True, help="data spec of the sources on z = 0.")
 @click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L.")
-@click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension of gaussian specs.")
+@click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension of bare gaussian specs [default: the other side's, else 2].")
 @click.option("--n", type=click.IntRange(min=1), required=True, help="training points to store.")
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="pairs per minibatch B.")
 @click.option("--plan", type=click.Choice(PLANS), default="paired",
@@ -321,7 +333,8 @@ def learn():
 @click.option("--clip", type=float, default=1.0, show_default=True, help="gradient-norm clip (0: none).")
 @click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True, help="linear warm-up steps.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: cuda when torch sees a GPU, else cpu.")
 @click.option("--target", type=click.Choice(["direction", "velocity"]), default="direction", show_default=True,
               help="regress the unit direction u, or the slope dx/dt = L u_x/u_z (t = z/L).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
@@ -355,7 +368,8 @@ def learned_lines_options(method):
             click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default=method, show_default=True),
             click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
             click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True),
-            click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                         help="auto: cuda when torch sees a GPU, else cpu."),
         ]
         for option in reversed(options):
             f = option(f)
@@ -387,12 +401,9 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
     arrived inside Q's support; it reports how many leaked, reversed (went behind P) or were lost.
     """
-    import torch
-
     from learn.sample import lines_of, load_model, sample
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda asked but torch sees no CUDA device")
+    device = usable_device(device)
     model, run = load_model(checkpoint, weights, device)
     if lines_of(run) != "arc" and (max_steps is not None or radius is not None):
         raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
@@ -416,13 +427,11 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
     """Follow the learned lines from P in arc length and measure how they end: f_z <= 0, back
     behind P, through z = L outside Q, lost, ending off Q. Exit status 1 when a property the
     run's field claims fails."""
-    import torch
 
     from learn.check import check as check_lines
     from learn.sample import load_model
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda asked but torch sees no CUDA device")
+    device = usable_device(device)
     model, run = load_model(checkpoint, weights, device)
     rows, _ = check_lines(model, run, n, steps, method, seed, device)
     passed = all(r["status"] != "fail" for r in rows)

@@ -46,7 +46,7 @@ CHECKPOINT = "checkpoint.pt"
 RUN = "run.json"
 STEEPEST_ROWS = 1 << 16
 # settings that may change between a run and its resume
-RESUMABLE = ("steps", "checkpoint_every", "out", "targets")
+RESUMABLE = ("steps", "checkpoint_every", "out", "targets", "device")
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TrainConfig:
     clip: float = 1.0
     warmup: int = 100
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     target: str = "direction"
     checkpoint_every: int = 500
     hidden: int = 256
@@ -97,10 +97,15 @@ def _check(cfg):
         raise ValueError(f"clip must be >= 0 (0: no clipping), got {cfg.clip}")
     if cfg.net not in ("auto", "mlp", "unet"):
         raise ValueError(f"net must be auto, mlp or unet, got {cfg.net!r}")
-    if cfg.device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {cfg.device!r}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda asked but torch sees no CUDA device")
+
+
+def resolve_device(device):
+    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; others unchanged."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def _atomic_save(obj, path):
@@ -180,7 +185,7 @@ def train(cfg, resume=False, progress=False):
     :class:`TrainResult`. ``resume`` continues from ``out/checkpoint.pt`` (same settings apart
     from ``steps`` and ``checkpoint_every``); without it an existing checkpoint is refused."""
     _check(cfg)
-    world = distributed.setup(cfg.device)
+    world = distributed.setup(resolve_device(cfg.device))
     try:
         return _train(cfg, world, resume, progress)
     finally:

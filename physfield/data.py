@@ -2,7 +2,8 @@
 
 One spec string per side (``--source gaussian --target swissroll``)::
 
-    gaussian[:D]      standard normal N(0, I_D); D from the spec, else from ``dim``, else 2
+    gaussian[:D]      standard normal N(0, I_D); D from the spec, else from ``dim``, else the
+                      other side's (:func:`pair_dims`), else 2
     8gaussians        eight Gaussians, std 0.4, centres on the circle of radius 4
     moons             two interleaved half circles of radius 2, x in [-3, 3], y in [-1.5, 1.5]
     circles           two concentric circles of radii 4 and 2
@@ -134,6 +135,21 @@ def sample(spec, n, seed=0, dim=None):
     except (TypeError, ValueError):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}") from None
     return np.ascontiguousarray(draw(n, rng), dtype=np.float64)
+
+
+def pair_dims(source, target, dim=None):
+    """``(source_dim, target_dim)`` to sample a pair of specs with: ``dim`` for both when given;
+    otherwise a bare ``gaussian`` takes the dimension of the other side when that one is fixed
+    (``gaussian -> digits`` is 64-D) and every other spec its own (``None``)."""
+    if dim is not None:
+        return dim, dim
+
+    def fixed(spec):
+        name, arg = _parse(spec)
+        return None if name == "gaussian" and arg is None else sample(spec, 1).shape[1]
+
+    ds, dt = fixed(source), fixed(target)
+    return (dt if ds is None else None), (ds if dt is None else None)
 
 
 def shape(spec):

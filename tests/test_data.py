@@ -259,3 +259,12 @@ def test_unreadable_files(tmp_path):
     fake = tmp_path / "fake.h5"
     fake.write_bytes(b"not hdf5")
     raises("cannot read .*fake.h5 as HDF5", data.sample, f"{fake}:x", 3)
+
+
+@pytest.mark.parametrize("source,target,dim,want", [
+    ("gaussian", "digits", None, 64), ("digits:3", "gaussian", None, 64), ("gaussian", "moons", None, 2),
+    ("gaussian", "gaussian", None, 2), ("gaussian", "gaussian:5", None, 5), ("gaussian:4", "gaussian", None, 4),
+    ("gaussian", "digits", 64, 64)])
+def test_a_bare_gaussian_takes_the_other_sides_dimension(source, target, dim, want):
+    ds, dt = data.pair_dims(source, target, dim)
+    assert data.sample(source, 3, dim=ds).shape[1] == data.sample(target, 3, dim=dt).shape[1] == want

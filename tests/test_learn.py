@@ -195,10 +195,10 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(caches, tmp_path, monkey
 
     real_get = data.Batches.get
 
-    def killed_at_37(self, k):
+    def killed_at_37(self, k, *rows):
         if k == 37:
             raise KeyboardInterrupt
-        return real_get(self, k)
+        return real_get(self, k, *rows)
 
     monkeypatch.setattr(data.Batches, "get", killed_at_37)
     with pytest.raises(KeyboardInterrupt):
@@ -321,3 +321,11 @@ def test_run_record_knows_the_steepest_target(tmp_path):
         u = cache.targets[:].astype(np.float64)
         expected = (np.linalg.norm(u[:, 1:], axis=1) / u[:, 0]).max()
         assert steepest_target(cache) == pytest.approx(expected)
+
+
+def test_device_auto_takes_a_gpu_when_torch_sees_one(monkeypatch):
+    assert train.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train.resolve_device("auto") == "cuda" and train.resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.resolve_device("auto") == "cpu"

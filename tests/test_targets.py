@@ -383,7 +383,7 @@ def test_existing_output_needs_resume_or_overwrite(cache):
     (STRONG, {"seed": -1}, "seed must be"),
     (STRONG, {"seed": True}, "seed must be"),
     (STRONG, {"source": "nope"}, "unknown data source"),
-    (STRONG, {"target": "gaussian:3"}, "2-dimensional but target"),
+    (STRONG, {"source": "moons", "target": "gaussian:3"}, "'moons' is 2-dimensional but target"),
     (STRONG, {"source": "digits", "dim": 3}, "64-dimensional"),
     (STRONG, {"backend": "cuda"}, "unknown backend"),
     (STRONG, {"out": "no/such/folder/c.h5"}, "does not exist"),
@@ -395,3 +395,10 @@ def test_bad_arguments_are_one_line_errors_and_write_nothing(tmp_path, monkeypat
     one_line_error(lambda: generate(field, args.pop("source"), args.pop("target"), args.pop("n"),
                                     args.pop("out"), **args), match)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gaussian_source_takes_the_targets_dimension(tmp_path):
+    """``--source gaussian --target digits`` without ``--dim`` is a 64-D run (not an error)."""
+    generate(STRONG, "gaussian", "digits:2", 8, tmp_path / "c.h5", batch=8)
+    with open_cache(tmp_path / "c.h5") as cache:
+        assert cache.D == 64 and cache.attrs["data_shape"] == (1, 8, 8)

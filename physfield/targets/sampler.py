@@ -99,8 +99,9 @@ def make_run(field, source, target, batch, plan, reg, lam, eps, outside, seed, d
         raise ValueError(f"outside_fraction must be 0 for {field!r}: it vanishes outside the plates")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    D = data.sample(source, 1, dim=dim).shape[1]
-    D_target = data.sample(target, 1, dim=dim).shape[1]
+    dim_source, dim_target = data.pair_dims(source, target, dim)
+    D = data.sample(source, 1, dim=dim_source).shape[1]
+    D_target = data.sample(target, 1, dim=dim_target).shape[1]
     if D != D_target:
         raise ValueError(f"source {source!r} is {D}-dimensional but target {target!r} is {D_target}-dimensional")
     shape = data.shape(source) or data.shape(target)
