@@ -329,3 +329,81 @@ def test_device_auto_takes_a_gpu_when_torch_sees_one(monkeypatch):
     assert train.resolve_device("auto") == "cuda" and train.resolve_device("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert train.resolve_device("auto") == "cpu"
+
+
+# ---- learner pieces that a wrong implementation fails (issue: learner tests that can fail) ----------
+
+def test_ema_update_is_the_stated_average():
+    """After step ``k`` the EMA is ``d bar + (1 - d) theta`` with ``d = min(ema, (1 + k) / (10 + k))``:
+    neither a copy of the weights (``d = 0``) nor the inverted average (``d`` and ``1 - d`` swapped)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ema = torch.nn.Linear(3, 2).requires_grad_(False)
+    before = [p.detach().clone() for p in ema.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cfg = train.TrainConfig("unused", "unused", lr=0.1, ema=0.9, warmup=0, clip=0.0)
+    for step, d in ((50, 0.85), (500, 0.9)):  # (1 + k) / (10 + k) = 51/60 below 0.9; then 0.9
+        before = [p.detach().clone() for p in ema.parameters()]
+        loss = (model(torch.ones(4, 3)) ** 2).sum()
+        train.optimise(model, ema, opt, loss, cfg, step)
+        for e, b, p in zip(ema.parameters(), before, model.parameters()):
+            torch.testing.assert_close(e, d * b + (1 - d) * p.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_sampling_uses_the_ema_weights_by_default(caches, tmp_path):
+    run = tmp_path / "run"
+    assert invoke("train", "--targets", caches["toy"], "--out", run, "--steps", 30, *TINY).exit_code == 0
+    ckpt = train.load_checkpoint(run)
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["ema"])
+    got = {}
+    for weights in ("default", "ema", "raw"):
+        extra = [] if weights == "default" else ["--weights", weights]
+        r = invoke("sample", "--checkpoint", run, "--n", 50, "-o", tmp_path / f"{weights}.npy", *extra)
+        assert r.exit_code == 0, r.output
+        got[weights] = np.load(tmp_path / f"{weights}.npy")
+    np.testing.assert_array_equal(got["default"], got["ema"])
+    assert not np.allclose(got["ema"], got["raw"])
+    model, _ = sample.load_model(run)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ckpt["ema"][k])
+
+
+def velocity_run(L, D=2):
+    """A run record of a velocity net on a strong-field cache (what ``learn.train`` writes)."""
+    eps = 1e-3 * L
+    return {"cache": {"D": D, "L": L, "eps": eps, "source": "gaussian", "target": "moons"},
+            "train": {"target": "velocity"}, "field": {"kind": "strong", "L": L, "sigma0": 1.0, "d": L / 2},
+            "steepest": None}
+
+
+@pytest.mark.parametrize("L", [1.0, 6.0, 40.0])
+def test_velocity_sampler_moves_lines_by_v_over_the_normalised_time(L):
+    """``learn sample`` of a velocity net ``dx/dt = v`` (``t = z / L``) moves every sample by ``v (L -
+    eps) / L``: the sampler divides by ``L`` once, whatever ``L``."""
+
+    class ConstantVelocity(torch.nn.Module):
+        def forward(self, p):
+            return torch.tensor([1.5, -2.0], dtype=p.dtype).expand(len(p), -1)
+
+    run = velocity_run(L)
+    result = sample.sample(ConstantVelocity(), run, 64, steps=10, method="heun")
+    eps = run["cache"]["eps"]
+    np.testing.assert_allclose(result.samples, result.inputs + np.array([1.5, -2.0]) * (L - eps) / L, atol=1e-5)
+
+
+def test_mmd_is_its_closed_form():
+    """Two single points at distance r, bandwidth h: MMD^2 = 2 - 2 exp(-r^2 / (2 h^2)); several
+    bandwidths average the kernels."""
+    a, b = np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])
+    for h in (2.0, 5.0, 10.0):
+        assert evaluate.mmd(a, b, [h])[0] == pytest.approx(np.sqrt(2 - 2 * np.exp(-25 / (2 * h * h))), rel=1e-12)
+    both = 2 - np.exp(-25 / 8) - np.exp(-25 / 50)
+    assert evaluate.mmd(a, b, [2.0, 5.0])[0] == pytest.approx(np.sqrt(both), rel=1e-12)
+
+
+def test_evaluate_compares_the_samples_with_the_reference():
+    x = pdata.sample("moons", 300, seed=0) + [0.3, -0.4]
+    report, samples, ref = evaluate.evaluate(x, "moons", n=300, seed=0)
+    assert report["mmd"] == pytest.approx(evaluate.mmd(samples, ref)[0], rel=1e-12) and report["mmd"] > 0.05
+    same, _, _ = evaluate.evaluate(pdata.sample("moons", 300, seed=0), "moons", n=300, seed=0)
+    assert same["mmd"] == pytest.approx(0.0, abs=1e-6) and same["w2"] == pytest.approx(0.0, abs=1e-9)
