@@ -34,6 +34,8 @@ from . import engines, store
 
 #: default points per shard (rounded to whole batches)
 SHARD_POINTS = 1 << 16
+#: rows read at a time when shards are copied into one file
+COPY_ROWS = 1 << 14
 _NAME = re.compile(r"shard-\d{6}\.h5")
 
 
@@ -87,8 +89,7 @@ def complete(run, shard):
     try:
         with store.open_cache(shard.path) as cache:
             want = {**store.run_attrs(run), "shard_start": shard.start, "shard_stop": shard.stop}
-            return len(cache) == shard.stop - shard.start and all(
-                cache.attrs.get(k) == store.plain(v) for k, v in want.items())
+            return len(cache) == shard.stop - shard.start and store.mismatch(cache, want) is None
     except ValueError:
         return False
 
@@ -136,8 +137,7 @@ def _rows(run, name, start, stop):
 
 
 def _link(run, shards, n, base, f):
-    for key, value in store.run_attrs(run).items():
-        f.attrs[key] = store.attr_value(key, value)
+    store.write_attrs(f, run, {})
     with h5py.File(shards[0].path, "r") as first:
         meta = {name: (first[name].dtype, first[name].shape[1:]) for name in _names(run)}
     for name, (dtype, tail) in meta.items():
@@ -150,11 +150,15 @@ def _link(run, shards, n, base, f):
 
 
 def _copy(run, shards, f):
+    """The shards' rows appended to a new single-process layout in ``f``, :data:`COPY_ROWS` at a
+    time (a shard at D = 3072 holds gigabytes)."""
+    rows = COPY_ROWS
     store.create(f, run, {})
     for shard in shards:
         with h5py.File(shard.path, "r") as src:
             for name in _names(run):
-                store.append(f[name], src[name][()])
+                for lo in range(0, src[name].shape[0], rows):
+                    store.append(f[name], src[name][lo:lo + rows])
 
 
 
@@ -210,7 +214,4 @@ def _check_attrs(out, run):
     except ValueError:
         return
     with cache:
-        for key, want in store.run_attrs(run).items():
-            if cache.attrs.get(key) != store.plain(want):
-                raise ValueError(f"cannot resume {out}: attribute {key} is {cache.attrs.get(key)!r} in the cache "
-                                 f"but {store.plain(want)!r} for this run")
+        store.check_same_run(out, cache, store.run_attrs(run))

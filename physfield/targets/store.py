@@ -196,7 +196,7 @@ def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
             if run.store_pairs:
                 append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
                 if lo == k * B:  # first time this batch is stored
-                    for name in ("sources", "sinks", "plan"):
+                    for name in PAIRS:
                         append(f["pairs"][name], b[name][None])
             timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
             bar.update(hi - lo)
@@ -206,17 +206,17 @@ def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
     return GenerateResult(path, n, n - n0, time.perf_counter() - t_start, timings)
 
 
-def attr_value(key, value):
-    """``value`` as the HDF5 attribute ``key`` stores it (``data_shape`` as int64)."""
-    return np.asarray(value, dtype=np.int64) if key == "data_shape" else value
+def write_attrs(f, run, attrs):
+    """:func:`run_attrs` of ``run`` plus ``attrs`` as the attributes of the open HDF5 file ``f``."""
+    for key, value in {**run_attrs(run), **attrs}.items():
+        f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "data_shape" else value
 
 
 def create(f, run, attrs):
     """The empty datasets of ``run`` in the open HDF5 file ``f``, with :func:`run_attrs` plus
     ``attrs``: rows chunked so that batches align, compressed (:data:`COMPRESSION`)."""
     B, D = run.B, run.dim
-    for key, value in {**run_attrs(run), **attrs}.items():
-        f.attrs[key] = attr_value(key, value)
+    write_attrs(f, run, attrs)
     rows = min(B, 1 << max(0, (CHUNK_BYTES // (4 * (D + 1))).bit_length() - 1))  # power of 2: batches align
     for name in ("points", "targets"):
         f.create_dataset(name, (0, D + 1), np.float32, maxshape=(None, D + 1), chunks=(rows, D + 1), **COMPRESSION)
@@ -248,11 +248,27 @@ def _fsync(path):
 def _check_resumable(path, expected):
     """Number of points in the cache at ``path`` after checking it (fully) and its attributes."""
     with open_cache(path, verify=True) as cache:
-        for key in ATTRS:
-            have, want = cache.attrs.get(key), plain(expected.get(key))
-            if have != want:
-                raise ValueError(f"cannot resume {path}: attribute {key} is {have!r} in the cache but {want!r} for this run")
+        check_same_run(path, cache, expected)
         return len(cache)
+
+
+def mismatch(cache, expected):
+    """The first attribute that differs between the open ``cache`` and the attributes
+    ``expected`` (:func:`run_attrs`, perhaps with more), as ``(name, in the cache, expected)``;
+    ``None`` when all of :data:`ATTRS` and of ``expected`` agree."""
+    for key in (*ATTRS, *(k for k in expected if k not in ATTRS)):
+        have, want = cache.attrs.get(key), plain(expected.get(key))
+        if have != want:
+            return key, have, want
+    return None
+
+
+def check_same_run(path, cache, expected):
+    """One-line ``ValueError`` when the cache at ``path`` is not of the run ``expected`` describes."""
+    found = mismatch(cache, expected)
+    if found:
+        key, have, want = found
+        raise ValueError(f"cannot resume {path}: attribute {key} is {have!r} in the cache but {want!r} for this run")
 
 
 def plain(value):
