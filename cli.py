@@ -26,6 +26,7 @@ import numpy as np
 
 from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.plans import NAMES as PLANS
+from physfield.targets.sampler import NOISE
 
 
 def rows_table(rows):
@@ -134,7 +135,7 @@ def field_options(f):
                      default="paired", show_default=True),
         click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance."),
         click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0]."),
-        click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: 0.5]."),
+        click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: L/2]."),
         click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
                      help="a parameter of the field's constructor (repeatable)."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -256,10 +257,14 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--plan", type=click.Choice(PLANS), default="paired",
               show_default=True, help="minibatch coupling; optimal = IFM-MB.")
 @click.option("--reg", type=float, default=0.05, show_default=True, help="sinkhorn regularisation (relative).")
-@click.option("--lambda", "lam", type=float, default=0.5, show_default=True, help="noise of the training points.")
+@click.option("--noise", type=float, default=None,
+              help="spread of the training points in units of t = z/L, noise sqrt(min(t, 1 - t)) "
+                   f"[default: {NOISE}, the best measured; the same at every L].")
+@click.option("--lambda", "lam", type=float, default=None,
+              help="the IFM paper's knob instead of --noise: spread lambda sqrt(min(z, L - z)).")
 @click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance.")
 @click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0].")
-@click.option("--d", type=float, default=None, help="end length (strong) [default: 0.5].")
+@click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: L/2].")
 @click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
               help="a parameter of the field's constructor (repeatable).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
@@ -281,7 +286,7 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="attempts more for a shard that fails.")
 @one_line_errors
-def targets(spec, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, extra, seed, backend, out, resume,
+def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, L, sigma0, d, extra, seed, backend, out, resume,
             overwrite, store_pairs, workers, ray_address, shard_points, copy, retries):
     """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5.
 
@@ -308,7 +313,7 @@ def targets(spec, source, target, dim, n, batch, plan, reg, lam, L, sigma0, d, e
     elif ray_address:
         engine = tg.engines.Ray(None if ray_address == "local" else ray_address, gpus=get_backend(backend).gpu)
     try:
-        result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, lam=lam, seed=seed, reg=reg,
+        result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, noise=noise, lam=lam, seed=seed, reg=reg,
                              dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
                              progress=True, engine=engine, shard_points=shard_points, copy=copy, retries=retries)
     finally:
@@ -335,8 +340,9 @@ def learn():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: cuda when torch sees a GPU, else cpu.")
-@click.option("--target", type=click.Choice(["direction", "velocity"]), default="direction", show_default=True,
-              help="regress the unit direction u, or the slope dx/dt = L u_x/u_z (t = z/L).")
+@click.option("--target", type=click.Choice(["auto", "direction", "velocity"]), default="auto", show_default=True,
+              help="regress the unit direction u, or the slope dx/dt = L u_x/u_z (t = z/L); auto: velocity "
+                   "where lines are followed in z (strong), direction otherwise (coulomb).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--hidden", type=click.IntRange(min=1), default=256, show_default=True,
               help="MLP width; UNet channels (try 32).")

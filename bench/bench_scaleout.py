@@ -116,7 +116,7 @@ def main():
 def engine_run(field, source, target):
     from physfield.targets import sampler
 
-    return sampler.make_run(field, source, target, B, "paired", 0.05, 0.5, None, None, 0, None, "auto", False)
+    return sampler.make_run(field, source, target, B, "paired", 0.05, None, None, None, None, 0, None, "auto", False)
 
 
 if __name__ == "__main__":

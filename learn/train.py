@@ -31,7 +31,7 @@ import copy
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ class TrainConfig:
     warmup: int = 100
     seed: int = 0
     device: str = "auto"
-    target: str = "direction"
+    target: str = "auto"
     checkpoint_every: int = 500
     hidden: int = 256
     depth: int = 3
@@ -201,6 +201,7 @@ def _train(cfg, world, resume, progress):
     if ckpt_path.exists() and not resume:
         raise ValueError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
     with open_cache(cfg.targets) as cache:
+        cfg = replace(cfg, target=data.resolve_target(cfg.target, cache))
         batches = data.Batches(cache, cfg.batch, seed=cfg.seed, target=cfg.target)
         shape = cache.attrs.get("data_shape") if cfg.net in ("auto", "unet") else None
         if cfg.net == "unet" and shape is None:

@@ -1,7 +1,7 @@
 """physfield: exact strong-interaction (IFM) and Coulomb (EFM) fields between two data plates.
 
     import physfield as pf
-    strong = pf.StrongField(L=6.0, sigma0=1.0, d=0.5)
+    strong = pf.StrongField(L=6.0, sigma0=1.0)   # d = L/2
     u, log_norm = strong.direction(points, sources, sinks, plan="independent")
 
 Subpackages: :mod:`physfield.fields` (the field protocol, the registry and the fields),

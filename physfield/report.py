@@ -167,20 +167,30 @@ def box(s, pad=0.5):
     return lo - margin, hi + margin
 
 
+def open_planes(L, r0):
+    """Mask of the :data:`PLANES` outside the start and capture spheres (``r0 < z < L - r0``): a
+    line that starts on a sphere of radius ``r0`` around its source has passed a plane that cuts
+    the sphere without crossing it, so only these planes see the lines' flux."""
+    z = L * np.asarray(PLANES)
+    return (r0 < z) & (z < L - r0)
+
+
 def line_rows(s):
     _, res = s.lines
     n = s.n_lines
     share = {name: float(np.mean(res.status == code)) for code, name in enumerate(STATUS)}
     back = float(np.mean((res.status == STATUS.index("reversed")) | res.turned))
-    net = res.crossings[:len(PLANES)] / n
+    open_ = open_planes(s.L, s.geometry.r0)
+    net = res.crossings[:len(PLANES)][open_] / n
     how = (f"{n} lines from flux-weighted starts on spheres r0={s.geometry.r0:.2g} around the sources, RK4 in "
            "arc length")
+    skipped = f"; {np.sum(~open_)} inside the spheres skipped" if not open_.all() else ""
     return [
         make_row(s, "lines_arrived", "endpoints", 1 - share["arrived"], 1 - share["arrived"] <= LINE_TOL, LINE_TOL,
                  f"<= {LINE_TOL}", f"{how}: share not ending within r0 of a sink", **share),
         make_row(s, "lines_flux", "flux", np.max(np.abs(net - 1)), np.max(np.abs(net - 1)) <= LINE_TOL, LINE_TOL,
-                 f"<= {LINE_TOL}", f"net crossings of {len(PLANES)} planes by the lines / {n} - 1 (backward: -1)",
-                 planes=[finite(v) for v in net]),
+                 f"<= {LINE_TOL}", f"net crossings of {open_.sum()} planes by the lines / {n} - 1 (backward: -1)"
+                 f"{skipped}", planes=[finite(v) for v in net]),
         make_row(s, "lines_reversed", "forward", back, back == 0, 0.0, "= 0",
                  "share of the lines back behind z = 0 or meeting E_z < 0"),
         make_row(s, "lines_leaked", "vanishes_outside", share["leaked"], share["leaked"] == 0, 0.0, "= 0",
@@ -248,7 +258,7 @@ def _planes(s, direction, events, geometry, n, pairs):
     centre = geometry.charges.mean(axis=0)[1:]
     fluxes, scores = [], []
     for q, zq in enumerate(s.L * np.asarray(PLANES)):
-        if not geometry.r0 < zq < s.L - geometry.r0:  # inside the start or capture spheres
+        if not open_planes(s.L, geometry.r0)[q]:
             continue
         mine = events.plane == q
         X = events.point[mine][:, 1:]

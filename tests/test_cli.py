@@ -191,7 +191,7 @@ def test_check_strong_default_passes_everything():
     assert all(r["status"] == "pass" for r in rows.values())
     assert {r["property"] for r in rows.values()} == set(physfield.fields.CLAIMS)
     assert all({"name", "property", "value", "threshold", "claim", "status", "method"} <= set(r) for r in rows.values())
-    assert out["field"] == {"kind": "strong", "L": 6.0, "sigma0": 1.0, "d": 0.5}
+    assert out["field"] == {"kind": "strong", "L": 6.0, "sigma0": 1.0, "d": 3.0}  # d = L/2 by default
     assert out["config"] | {"backend": None} == {"source": "gaussian", "target": "8gaussians", "dim": 2, "n": 256,
                                                  "plan": "paired", "seed": 0, "backend": None}
     assert rows["lines_arrived"]["value"] == 0 and rows["lines_flux"]["value"] == 0
@@ -324,8 +324,9 @@ class Blurred(physfield.GaussianPathField):
     (broken(physfield.StrongField, leaking)(L=6.0), {"max_outside"}),
     (broken(physfield.StrongField, sheared)(L=6.0), {"divergence"}),
     (broken(physfield.StrongField, reversing)(L=6.0), {"min_ez", "ez_negative"}),
-    (WrongProfile(L=6.0), {"transport_pair"}),
-    (FlippedS(L=6.0), {"lines_arrived", "divergence"}),
+    # d = 0.5: end regions shorter than the middle, where a wrong k makes the width jump
+    (WrongProfile(L=6.0, d=0.5), {"transport_pair"}),
+    (FlippedS(L=6.0, d=0.5), {"lines_arrived", "divergence"}),
     (UniformWeights(L=6.0), {"superposition", "pairing"}),
     (Blurred(L=6.0), {"lines_arrived", "gauss"}),
     (broken(physfield.CoulombField, stronger)(L=6.0), {"gauss"}),
@@ -341,7 +342,7 @@ def test_broken_field_fails_its_property(field, failing):
     assert failed >= failing, failed
     exact = type(field).__mro__[1] if isinstance(field, (WrongProfile, FlippedS, UniformWeights)) else None
     if exact is not None:
-        rows, _ = property_report.measure(exact(L=6.0), A, B, "paired", "auto", 0)
+        rows, _ = property_report.measure(exact(L=6.0, d=field.d), A, B, "paired", "auto", 0)
         assert {r["name"] for r in rows if r["status"] == "fail"} == set()
 
 

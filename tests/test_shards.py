@@ -24,7 +24,8 @@ from physfield.targets import engines, generate, open_cache, shards
 from test_targets import COULOMB, STRONG, dataset_bytes, one_line_error
 
 KW = {"batch": 32, "seed": 5}
-ARGS = ["--field", "strong", "--source", "gaussian:3", "--target", "gaussian:3", "--batch", "32", "--seed", "5"]
+ARGS = ["--field", "strong", "--d", str(STRONG.d), "--source", "gaussian:3", "--target", "gaussian:3",
+        "--batch", "32", "--seed", "5"]
 
 
 def cli_run(*args):

@@ -17,6 +17,12 @@ One minibatch:
        x = (1 - t) a_i + t b_j + lambda * sqrt(sigma_n^2(z)) * xi,   xi ~ N(0, I_D)
        sigma_n^2(z) = L/2 - |L/2 - z|          (distance to the nearer plate)
 
+   ``lambda`` is the IFM paper's knob. The run is set by the noise in units of ``t``,
+   ``noise = lambda sqrt(L)``: the spread is ``noise * sqrt(min(t, 1 - t))`` whatever ``L``, so
+   the same ``noise`` trains the same problem at every plate distance (with ``d = L/2`` the
+   field's lines in ``(t, x)`` do not depend on ``L`` either). The default :data:`NOISE` is the
+   best measured (``bench/RESULTS.md``, "Defaults"); ``lambda`` may be given instead.
+
    For a field that does not vanish outside the plates (``field.vanishes_outside`` false: the
    Coulomb field of EFM) each point is instead, with probability ``outside_fraction`` (default
    :data:`OUTSIDE`), put outside the plates, because lines that reverse or leak run there and
@@ -46,6 +52,7 @@ from .. import data, plans
 from ..fields import Field
 from ..kernels import get_backend
 
+NOISE = 1.2247  # default noise in units of t = z/L: lambda = 0.5 at L = 6 (bench/RESULTS.md, "Defaults")
 OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outside the plates
 PLAN_NAMES = plans.NAMES
 
@@ -70,8 +77,12 @@ class Run:
     store_pairs: bool
 
 
-def make_run(field, source, target, batch, plan, reg, lam, eps, outside, seed, dim, backend, store_pairs):
-    """The validated :class:`Run`; bad arguments are a one-line ``ValueError``."""
+def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, seed, dim, backend, store_pairs):
+    """The validated :class:`Run`; bad arguments are a one-line ``ValueError``.
+
+    ``noise``: the training noise in units of ``t = z/L`` (``None``: :data:`NOISE`), or ``lam``:
+    the paper's ``lambda = noise / sqrt(L)``; not both.
+    """
     if not isinstance(field, Field):
         raise ValueError(f"field must be a physfield field (StrongField, CoulombField, ...), got {field!r}")
     try:
@@ -86,6 +97,13 @@ def make_run(field, source, target, batch, plan, reg, lam, eps, outside, seed, d
     reg = _number("reg", reg)
     if not reg > 0:
         raise ValueError(f"reg must be > 0, got {reg}")
+    if noise is not None and lam is not None:
+        raise ValueError("give the noise or lambda, not both (lambda = noise / sqrt(L))")
+    if lam is None:
+        noise = NOISE if noise is None else _number("noise", noise)
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
+        lam = noise / math.sqrt(L)
     lam = _number("lambda", lam)
     if lam < 0:
         raise ValueError(f"lambda must be >= 0, got {lam}")

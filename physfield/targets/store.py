@@ -86,7 +86,7 @@ class GenerateResult:
                 f"({share}); {self.path} holds {self.n}")
 
 
-def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5, seed=0, eps=None,
+def generate(field, source, target, n, out, *, batch=256, plan="paired", noise=None, lam=None, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
              store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
@@ -94,7 +94,9 @@ def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5
     ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
     ``source``/``target``: data specs (``physfield.data``; ``dim`` sets ``gaussian``'s D);
     ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal`` or
-    ``sinkhorn`` (``reg``); ``lam``: the noise knob ``lambda >= 0``; ``eps``: ``z`` margin
+    ``sinkhorn`` (``reg``); ``noise``: the training points' spread in units of ``t = z/L``
+    (:mod:`physfield.targets.sampler`; default :data:`~physfield.targets.sampler.NOISE`), or
+    ``lam``: the paper's knob ``lambda = noise / sqrt(L)`` (the cache records ``lambda``); ``eps``: ``z`` margin
     (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: the share of
     points outside the plates, for a field that does not vanish there (default 0.2; 0 otherwise). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
     when there is none); otherwise an existing ``out`` is refused unless ``overwrite``.
@@ -107,7 +109,7 @@ def generate(field, source, target, n, out, *, batch=256, plan="paired", lam=0.5
     ``ValueError`` raised before any file is touched. See the module docstring for the sampling
     and layout.
     """
-    run = sampler.make_run(field, source, target, batch, plan, reg, lam, eps, outside_fraction, seed, dim,
+    run = sampler.make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside_fraction, seed, dim,
                            backend, store_pairs)
     n = positive_int("n", n)
     out = Path(out)
