@@ -3,6 +3,7 @@
     python bench/bench_defaults.py                                  # the "Done when" table of issue 12
     python bench/bench_defaults.py --pairs 8gaussians:moons --L 6 --targets-args "--noise 0.9"
     python bench/bench_defaults.py --L 6 --targets-args "--d 0.5" --train-args "--target direction" --no-cfm
+    python bench/bench_defaults.py --pairs gaussian:digits --L 6          # digits generation, UNet
 
 For every pair ``SOURCE:TARGET``, plate distance ``L`` and seed ``S`` it runs, as a user would
 (subprocesses, so exactly the installed commands and their defaults)::
@@ -18,8 +19,12 @@ torchcfm's ``ConditionalFlowMatcher`` (sigma 0) on the same MLP, optimiser, step
 100 Euler steps from 2000 draws of ``SOURCE`` and scored by the same ``learn eval`` command. CFM has
 no ``L``, so it runs once per pair and seed. torchcfm: ``pip install --no-deps torchcfm``.
 
-Prints one line per run and a table: mean W2 over the seeds, its ratio to CFM's, and the lines on
-which ``learn sample`` met ``f_z <= 0`` or capped a slope (summed over the seeds).
+Prints one line per run and a table: each score per seed, its mean and its ratio to CFM's: W2;
+for digits also the Frechet distance ``fd`` in ``learn.classifier``'s features and the share of
+samples the classifier reads with confidence >= 0.9 (``confident``; ``confident_real``: the same
+share of real digits); ``bad``: the lines on which ``learn sample`` met ``f_z <= 0`` or capped a
+slope. CFM trains the net ``learn train`` would (``--net auto``: the UNet for digits) with the
+net and optimiser options of ``--train-args``.
 """
 
 from __future__ import annotations
@@ -49,14 +54,26 @@ def sh(*words, extra=""):
     return done.stdout
 
 
-def w2_of(samples, reference, n):
-    out = sh("learn", "eval", "--samples", samples, "--reference", reference, "--n", n, "--json")
-    return json.loads(out)["w2"]
+SHARED = {"--net": ("net", str), "--hidden": ("hidden", int), "--depth": ("depth", int), "--emb": ("emb", int),
+          "--batch": ("batch", int), "--lr": ("lr", float)}  # learn train options the CFM row shares
+
+
+def shared_config(train_args):
+    """The ``learn train`` options of ``train_args`` that set the net and the optimiser, for CFM."""
+    words = shlex.split(train_args)
+    return {SHARED[w][0]: SHARED[w][1](v) for w, v in zip(words, words[1:]) if w in SHARED}
+
+
+def scores(samples, reference, n):
+    """``learn eval``'s W2 and, for digits, its Frechet distance and confident share."""
+    out = json.loads(sh("learn", "eval", "--samples", samples, "--reference", reference, "--n", n, "--json"))
+    digits = out.get("digits") or {}
+    return {"w2": out["w2"], **{k: digits[k] for k in ("fd", "confident", "confident_real") if k in digits}}
 
 
 def ifm(source, target, L, seed, args, work):
-    """W2 of the README's commands for one pair, L and seed, and the number of lines on which
-    ``learn sample`` met ``f_z <= 0`` or capped a slope (its WARNING)."""
+    """Scores of the README's commands for one pair, L and seed (:func:`scores`) and ``bad``: the
+    number of lines on which ``learn sample`` met ``f_z <= 0`` or capped a slope (its WARNING)."""
     cache, run, samples = work / "t.h5", work / "run", work / "s.npy"
     sh("physfield", "targets", "--field", "strong", "--source", source, "--target", target, "--n", args.n_targets,
        "--L", L, "--seed", seed, "-o", cache, "--overwrite", extra=args.targets_args)
@@ -65,11 +82,12 @@ def ifm(source, target, L, seed, args, work):
        extra=args.train_args)
     said = sh("learn", "sample", "--checkpoint", run, "--n", args.n, "-o", samples, "--seed", seed)
     bad = re.search(r"on (\d+) lines", said)
-    return w2_of(samples, target, args.n), int(bad.group(1)) if bad else 0
+    return {**scores(samples, target, args.n), "bad": int(bad.group(1)) if bad else 0}
 
 
 def cfm(source, target, seed, args, work):
-    """W2 of torchcfm's CFM on the budget of ``learn train``'s defaults (its batch, lr, net)."""
+    """Scores of torchcfm's CFM on the budget of ``learn train``'s defaults and the net and optimiser
+    options of ``--train-args`` (:data:`SHARED`)."""
     import torch
 
     from bench_learn import fm_sample, fm_train
@@ -77,13 +95,13 @@ def cfm(source, target, seed, args, work):
     from physfield import data
 
     D = data.sample(target, 1).shape[1]
-    cfg = train.TrainConfig(targets="", out="", steps=args.steps, seed=seed, net="mlp")
+    cfg = train.TrainConfig(targets="", out="", steps=args.steps, seed=seed, **shared_config(args.train_args))
     torch.set_num_threads(os.cpu_count())
     model, _ = fm_train(cfg, source, target, D, "CFM", 0.0)
     x0 = data.sample(source, args.n, seed=[seed, 1], dim=D)
     samples = work / "cfm.npy"
     np.save(samples, fm_sample(model, x0, 100))
-    return w2_of(samples, target, args.n)
+    return scores(samples, target, args.n)
 
 
 def main():
@@ -108,21 +126,25 @@ def main():
             base = None
             if not args.no_cfm:
                 base = [cfm(source, target, s, args, work) for s in args.seeds]
-                print(f"{pair} CFM seeds {args.seeds}: {[round(w, 3) for w in base]}", flush=True)
+                print(f"{pair} CFM seeds {args.seeds}: {base}", flush=True)
             for L in args.L:
-                ours, bad = zip(*(ifm(source, target, L, s, args, work) for s in args.seeds))
-                print(f"{pair} L={L:g} seeds {args.seeds}: {[round(w, 3) for w in ours]}; lines with f_z <= 0 "
-                      f"or a capped slope: {list(bad)}", flush=True)
-                rows.append((pair, L, ours, base, sum(bad)))
+                ours = [ifm(source, target, L, s, args, work) for s in args.seeds]
+                print(f"{pair} L={L:g} seeds {args.seeds}: {ours}", flush=True)
+                rows.append((pair, L, ours, base))
     print(f"\ntargets args: `{args.targets_args}`; train args: `{args.train_args}`\n")
-    print("| pair | L | W2 per seed | mean | CFM per seed | CFM mean | ratio | bad lines |")
-    print("|---|---:|---|---:|---|---:|---:|---:|")
-    for pair, L, ours, base, bad in rows:
-        cells = [pair, f"{L:g}", ", ".join(f"{w:.3f}" for w in ours), f"{np.mean(ours):.3f}"]
-        cells += (["-"] * 3 if base is None else
-                  [", ".join(f"{w:.3f}" for w in base), f"{np.mean(base):.3f}", f"{np.mean(ours) / np.mean(base):.2f}x"])
-        cells.append(str(bad))
-        print("| " + " | ".join(cells) + " |")
+    print("| pair | L | score | per seed | mean | CFM per seed | CFM mean | ratio |")
+    print("|---|---:|---|---|---:|---|---:|---:|")
+    for pair, L, ours, base in rows:
+        for key in [k for k in ("w2", "fd", "confident", "confident_real", "bad") if k in ours[0]]:
+            mine = [r[key] for r in ours]
+            cells = [pair, f"{L:g}", key, ", ".join(f"{w:.3f}" for w in mine), f"{np.mean(mine):.3f}"]
+            if base is None or key not in base[0]:
+                cells += ["-"] * 3
+            else:
+                theirs = [r[key] for r in base]
+                cells += [", ".join(f"{w:.3f}" for w in theirs), f"{np.mean(theirs):.3f}",
+                          f"{np.mean(mine) / np.mean(theirs):.2f}x"]
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -64,14 +64,16 @@ DIGIT_ROWS = ("IFM", "IFM-MB", "CFM", "OT-CFM")
 
 
 def fm_train(cfg, source, target, D, matcher_name, sigma):
-    """Flow matching with torchcfm on the MLP of ``cfg`` (``learn.train``'s optimiser); -> (EMA model, s)."""
+    """Flow matching with torchcfm on the net of ``cfg`` (``learn.train``'s optimiser and choice of
+    net: ``auto`` takes the UNet for image data); -> (EMA model, s)."""
     from torchcfm.conditional_flow_matching import (ConditionalFlowMatcher,
                                                     ExactOptimalTransportConditionalFlowMatcher)
 
     matcher = (ConditionalFlowMatcher if matcher_name == "CFM" else ExactOptimalTransportConditionalFlowMatcher)(sigma)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)  # torchcfm's OT plan sampler draws its pairs from NumPy's global generator
-    model = models.build(models.spec(D, D, 1.0, cfg.hidden, cfg.depth, cfg.emb))
+    shape = pdata.shape(target) if cfg.net in ("auto", "unet") else None
+    model = models.build(models.spec(D, D, 1.0, cfg.hidden, cfg.depth, cfg.emb, shape))
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     t0 = time.perf_counter()

@@ -42,6 +42,7 @@ EPOCHS = 600
 LR = 3e-3
 WEIGHT_DECAY = 1e-4
 NOISE = 0.3
+CONFIDENT = 0.9  # the probability above which a sample counts as read with confidence
 VERSION = 1  # bump when the architecture or the training loop changes
 
 
@@ -148,6 +149,14 @@ def features(x, net=None):
     return net.body(_rows(x)).double().numpy()
 
 
+@torch.no_grad()
+def confident_share(x, net=None, threshold=CONFIDENT):
+    """Share of the rows of ``x (n, 64)`` whose largest class probability (softmax) is
+    ``>= threshold``: how many samples read clearly as some digit."""
+    net = net or load()
+    return float((net(_rows(x)).softmax(dim=1).amax(dim=1) >= threshold).double().mean())
+
+
 def accuracy(net=None):
     """Accuracy on the held-out real digits."""
     x, y = digits()
@@ -173,9 +182,11 @@ def frechet(f1, f2):
 
 def report(samples, reference, intended=None, net=None):
     """Digits metrics of ``samples (n, 64)`` against the held-out real digits of the spec
-    ``reference`` (``digits`` or ``digits:C``): ``{"fd", "n_real", "accuracy_intended",
-    "intended", "classifier_accuracy"}``. ``intended`` defaults to ``C``; without one no class
-    accuracy is given (``None``)."""
+    ``reference`` (``digits`` or ``digits:C``): ``{"fd", "n_real", "confident", "confident_real",
+    "accuracy_intended", "intended", "classifier_accuracy"}``; ``confident``: the share of
+    samples read with probability ``>= CONFIDENT`` (:func:`confident_share`), ``confident_real``
+    the same share of the held-out real digits. ``intended`` defaults to ``C``; without one no
+    class accuracy is given (``None``)."""
     name, _, label = str(reference).partition(":")
     if name != "digits":
         raise ValueError(f"digits metrics need a digits reference ('digits' or 'digits:3'), got {reference!r}")
@@ -188,4 +199,5 @@ def report(samples, reference, intended=None, net=None):
     real = held_out(label)
     acc = None if intended is None else float((predict(samples, net) == intended).mean())
     return {"fd": frechet(features(samples, net), features(real, net)), "n_real": len(real),
+            "confident": confident_share(samples, net), "confident_real": confident_share(real, net),
             "accuracy_intended": acc, "intended": intended, "classifier_accuracy": accuracy(net)}

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 W_MAX = 100.0
+HIDDEN = {"mlp": 256, "unet": 32}  # default width: MLP units, UNet channels
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -100,8 +101,11 @@ class UNet(nn.Module):
         return torch.cat([self.head(m.mean(dim=(2, 3))), fx], dim=1) if self.fz else fx
 
 
-def spec(D, out, L, hidden=256, depth=3, emb=32, shape=None):
-    """A validated JSON-able network spec: an MLP, or a UNet when an image ``shape`` is given."""
+def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None):
+    """A validated JSON-able network spec: an MLP, or a UNet when an image ``shape`` is given.
+    ``hidden=None``: the kind's default width, :data:`HIDDEN`."""
+    if hidden is None:
+        hidden = HIDDEN["mlp" if shape is None else "unet"]
     for name, value, low in (("hidden", hidden, 1), ("depth", depth, 1), ("emb", emb, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -65,7 +65,7 @@ class TrainConfig:
     device: str = "auto"
     target: str = "auto"
     checkpoint_every: int = 500
-    hidden: int = 256
+    hidden: int | None = None  # None: the net's default width (learn.models.HIDDEN)
     depth: int = 3
     emb: int = 32
     net: str = "auto"
@@ -208,6 +208,7 @@ def _train(cfg, world, resume, progress):
             raise ValueError(f"--net unet needs an image cache (data_shape); {cfg.targets} holds vectors")
         net_spec = models.spec(cache.D, data.output_dim(cache.D, cfg.target), cache.attrs["L"],
                                cfg.hidden, cfg.depth, cfg.emb, shape)
+        cfg = replace(cfg, hidden=net_spec["hidden"])
         record = _run_record(cfg, cache, net_spec)
         torch.manual_seed(cfg.seed)
         model = models.build(net_spec).to(world.device)

@@ -217,6 +217,25 @@ def test_intended_class_accuracy(net):
     assert classifier.report(classifier.held_out(2), "digits", intended=2, net=net)["accuracy_intended"] > 0.9
 
 
+def test_confident_share(net):
+    """Real digits read with confidence; blurred strokes (the mean of a 2 and a 3, or of many
+    digits) and uniform noise do not; the share follows the threshold it is given."""
+    real, twos, threes = classifier.held_out(), classifier.held_out(2), classifier.held_out(3)
+    m = min(len(twos), len(threes))
+    blur = (twos[:m] + threes[:m]) / 2
+    smear = np.stack([real[i::40][:20].mean(axis=0) for i in range(40)])
+    noise = np.random.default_rng(0).uniform(-1, 1, (300, 64))
+    share = classifier.confident_share
+    assert share(real, net) > 0.95 and share(noise, net) < 0.1
+    assert share(smear, net) < share(real, net) - 0.4 and share(blur, net) < share(real, net) - 0.3
+    probs = net(torch.tensor(real, dtype=torch.float32)).softmax(dim=1).amax(dim=1).detach().numpy()
+    for t in (0.5, 0.9, 0.99):
+        assert share(real, net, threshold=t) == pytest.approx((probs >= t).mean())
+    report = classifier.report(real[:100], "digits", net=net)
+    assert report["confident"] == pytest.approx(share(real[:100], net))
+    assert report["confident_real"] == pytest.approx(share(real, net))
+
+
 def test_input_output_distance():
     x = pdata.sample("moons", 50, seed=0)
     assert evaluate.input_output_distance(x, x) == 0.0
@@ -237,6 +256,7 @@ def test_eval_cli_digits_translation_and_grid(net, tmp_path):
     assert (tmp_path / "grid.png").read_bytes()[:8] == PNG
     r = invoke("eval", "--samples", tmp_path / "in.npy", "--reference", "digits:3", "--n", 100)
     assert r.exit_code == 0 and "classified as 3: 0.0" in r.output and "Frechet" in r.output
+    assert "read with confidence >= 0.9" in r.output
 
 
 def test_bad_input_is_one_line(tmp_path):

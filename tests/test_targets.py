@@ -346,7 +346,7 @@ def test_bad_values_are_refused_by_verify(cache):
 
 
 @pytest.mark.parametrize("change,name", [({"lam": 0.7}, "lambda"), ({"seed": 3}, "seed"),
-                                         ({"plan": "optimal"}, "plan"), ({"batch": 32}, "B"),
+                                         ({"plan": "paired"}, "plan"), ({"batch": 32}, "B"),
                                          ({"target": "circles"}, "target")])
 def test_resume_refuses_a_mismatch_naming_it(cache, change, name):
     before = cache.read_bytes()

@@ -8,8 +8,8 @@ One minibatch:
 
 1. ``B`` fresh draws ``a_i`` of the source and ``B`` of the target ``b_j`` (``physfield.data``).
 2. The plan ``pi`` (``B x B``) of the batch: ``paired`` (``I / B``), ``independent``,
-   ``optimal`` (exact OT, the IFM-MB variant) or ``sinkhorn`` (entropic, ``reg`` relative to the
-   mean cost).
+   ``optimal`` (exact OT, the IFM-MB variant; the default :data:`PLAN`, the best measured) or
+   ``sinkhorn`` (entropic, ``reg`` relative to the mean cost).
 3. One training point per source ``i``: its partner ``j`` is drawn from the row ``pi_i. / sum_j
    pi_ij`` (``j = i`` for ``paired``; the matched sink for an OT permutation), then::
 
@@ -53,6 +53,7 @@ from ..fields import Field
 from ..kernels import get_backend
 
 NOISE = 1.2247  # default noise in units of t = z/L: lambda = 0.5 at L = 6 (bench/RESULTS.md, "Defaults")
+PLAN = "optimal"  # default minibatch plan, the best measured with NOISE (bench/RESULTS.md, "Defaults")
 OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outside the plates
 PLAN_NAMES = plans.NAMES
 

@@ -86,15 +86,15 @@ class GenerateResult:
                 f"({share}); {self.path} holds {self.n}")
 
 
-def generate(field, source, target, n, out, *, batch=256, plan="paired", noise=None, lam=None, seed=0, eps=None,
+def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noise=None, lam=None, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
              store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
 
     ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
     ``source``/``target``: data specs (``physfield.data``; ``dim`` sets ``gaussian``'s D);
-    ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal`` or
-    ``sinkhorn`` (``reg``); ``noise``: the training points' spread in units of ``t = z/L``
+    ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal``
+    (the default :data:`~physfield.targets.sampler.PLAN`) or ``sinkhorn`` (``reg``); ``noise``: the training points' spread in units of ``t = z/L``
     (:mod:`physfield.targets.sampler`; default :data:`~physfield.targets.sampler.NOISE`), or
     ``lam``: the paper's knob ``lambda = noise / sqrt(L)`` (the cache records ``lambda``); ``eps``: ``z`` margin
     (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: the share of
