@@ -274,6 +274,11 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--resume", is_flag=True, help="extend an existing cache with the same attributes to --n points.")
 @click.option("--overwrite", is_flag=True, help="replace an existing cache.")
 @click.option("--store-pairs", is_flag=True, help="keep every minibatch (verification mode).")
+@click.option("--conditional", is_flag=True,
+              help="store each point's class (its sink's label: digits, toy mixture components) with the "
+                   "class-conditional field as its target, for learn train's conditional nets.")
+@click.option("--within-class", is_flag=True,
+              help="couple only samples of the same class (source and target both labelled).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="compute shards in this many local processes, then join them.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
@@ -287,7 +292,7 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
               help="attempts more for a shard that fails.")
 @one_line_errors
 def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, L, sigma0, d, extra, seed, backend, out, resume,
-            overwrite, store_pairs, workers, ray_address, shard_points, copy, retries):
+            overwrite, store_pairs, conditional, within_class, workers, ray_address, shard_points, copy, retries):
     """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5.
 
     With --workers or --ray the run is cut into shards (OUT.shards/shard-*.h5) computed in
@@ -315,7 +320,8 @@ def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, L, sigma
     try:
         result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, noise=noise, lam=lam, seed=seed, reg=reg,
                              dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
-                             progress=True, engine=engine, shard_points=shard_points, copy=copy, retries=retries)
+                             progress=True, engine=engine, shard_points=shard_points, copy=copy, retries=retries,
+                             conditional=conditional, within_class=within_class)
     finally:
         if engine is not None:
             engine.close()
@@ -350,10 +356,12 @@ def learn():
 @click.option("--emb", type=click.IntRange(min=2), default=32, show_default=True, help="z embedding size (even).")
 @click.option("--net", type=click.Choice(["auto", "mlp", "unet"]), default="auto", show_default=True,
               help="auto: a UNet for image caches (data_shape), else the MLP.")
+@click.option("--p-uncond", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="conditional caches: share of rows trained without their label (for --guidance).")
 @click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint.")
 @one_line_errors
 def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target, checkpoint_every,
-                hidden, depth, emb, net, resume):
+                hidden, depth, emb, net, p_uncond, resume):
     """Train f(z, x) on cached field targets (Adam, EMA, clipping, warm-up, checkpoints).
 
     Under torchrun (torchrun --nproc_per_node=K -m learn train ...) the K processes train
@@ -362,7 +370,7 @@ def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, de
     from learn.train import TrainConfig, train
 
     cfg = TrainConfig(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target,
-                      checkpoint_every, hidden, depth, emb, net)
+                      checkpoint_every, hidden, depth, emb, net, p_uncond)
     click.echo(str(train(cfg, resume=resume, progress=True)))
 
 
@@ -399,9 +407,16 @@ def learned_lines_options(method):
               help="Coulomb runs: step cap per line [default: 10 x --steps].")
 @click.option("--radius", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Coulomb runs: a line farther than this from Q's centre is lost [default: 10 (L + r_Q)].")
+@click.option("--label", "label_args", multiple=True,
+              help="conditional runs: the class to generate (repeatable), or 'all' for every class of the "
+                   "run's target; --n samples per label, in label order.")
+@click.option("--guidance", type=float, default=0.0, show_default=True,
+              help="classifier-free guidance w: f = (1 + w) f(x | label) - w f(x | none).")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
+              help="also save each sample's label as .npy, for `learn eval --labels`.")
 @one_line_errors
 def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories, inputs_path,
-                 max_steps, radius):
+                 max_steps, radius, label_args, guidance, labels_path):
     """Follow the learned lines dx/dz = f_x/f_z from P at z = eps to z = L.
 
     A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
@@ -413,13 +428,78 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     model, run = load_model(checkpoint, weights, device)
     if lines_of(run) != "arc" and (max_steps is not None or radius is not None):
         raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
-    result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius)
+    labels = requested_labels(label_args, run)
+    if labels is None and labels_path is not None:
+        raise ValueError("--labels saves the labels of a conditional sample: give --label")
+    if labels is not None:
+        labels = np.repeat(labels, n)
+        n = len(labels)
+    result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius,
+                    labels, guidance)
     np.save(out, result.samples)
+    if labels_path is not None:
+        np.save(labels_path, labels)
     if trajectories is not None:
         np.save(trajectories, result.trajectories)
     if inputs_path is not None:
         np.save(inputs_path, result.inputs)
     click.echo(f"{result}; saved {out}")
+
+
+@learn.command("logprob")
+@click.option("--checkpoint", required=True, help="run folder or checkpoint.pt.")
+@click.option("--points", "points_path", required=True, help="points (n, D) on Q's plate, .npy.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="log q(x) (n,) as .npy.")
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="z steps back to P.")
+@click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default="rk4", show_default=True)
+@click.option("--divergence", type=click.Choice(["auto", "exact", "hutchinson"]), default="auto", show_default=True,
+              help="auto: exact up to D = 64, Hutchinson's estimator beyond.")
+@click.option("--probes", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Hutchinson probes per point (their standard error is reported).")
+@click.option("--spread", "spread_path", type=click.Path(dir_okay=False), default=None,
+              help="also save the standard error of each log q(x) (Hutchinson) as .npy.")
+@click.option("--label", type=click.IntRange(min=0), default=None, help="conditional runs: the class of every point.")
+@click.option("--guidance", type=float, default=0.0, show_default=True, help="classifier-free guidance w.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the probes.")
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@one_line_errors
+def learn_logprob(checkpoint, points_path, out, steps, method, divergence, probes, spread_path, label, guidance, seed,
+                  weights, device):
+    """log q(x) of points on Q's plate under the learned transport: each point's line is followed
+    back to P, with d log p/dz = -div_x(dx/dz) (exact divergence up to D = 64, else Hutchinson's
+    estimator), plus log p of P at the line's start (P: gaussian, 8gaussians or mixture)."""
+    from learn import evaluate as ev
+    from learn.logprob import log_prob
+    from learn.sample import load_model
+
+    device = usable_device(device)
+    points = ev.load_samples(points_path, "points")
+    model, run = load_model(checkpoint, weights, device)
+    labels = None if label is None else np.full(len(points), label)
+    exact = None if divergence == "auto" else divergence == "exact"
+    result = log_prob(model, run, points, steps, method, exact, probes, seed, labels, guidance, device)
+    np.save(out, result.logp)
+    if spread_path is not None:
+        np.save(spread_path, result.spread)
+    click.echo(f"{result}; saved {out}")
+
+
+def requested_labels(label_args, run):
+    """``--label`` values -> the sorted labels asked for (``all``: every class of the run's target), or ``None``."""
+    if not label_args:
+        return None
+    from physfield import data as pdata
+
+    if "all" in label_args:
+        present = pdata.classes(run["cache"]["target"])
+        if present is None:
+            raise ValueError("--label all needs a run trained on a labelled target")
+        return np.array(present[1])
+    try:
+        return np.array(sorted({int(v) for v in label_args}))
+    except ValueError:
+        raise ValueError(f"--label takes class numbers or 'all', got {', '.join(label_args)}") from None
 
 
 @learn.command("check")
@@ -461,11 +541,15 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
               help="digits: the intended class [default: C of --reference digits:C].")
 @click.option("--inputs", "inputs_path", default=None,
               help="inputs .npy (`learn sample --inputs`): mean |sample - input| (shape preservation).")
+@click.option("--labels", "labels_path", default=None,
+              help="digits: labels .npy (`learn sample --labels`): per requested class, the share read as it, "
+                   "the Frechet distance to its real digits and the confident share.")
 @click.option("--png", type=click.Path(dir_okay=False), default=None,
-              help="scatter of 2-D samples over the reference, or an 8x8 grid of image samples.")
+              help="scatter of 2-D samples over the reference, or an 8x8 grid of image samples (with --labels: "
+                   "a row of up to 10 per class).")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")
 @one_line_errors
-def learn_eval(samples_path, reference, n, seed, bandwidth, classify, inputs_path, png, as_json):
+def learn_eval(samples_path, reference, n, seed, bandwidth, classify, inputs_path, labels_path, png, as_json):
     """W2 (POT, exact) and MMD of samples against held-out reference samples; for digits the
     intended-class accuracy and Frechet distance of a small classifier; input-output distance."""
     from learn import evaluate as ev
@@ -476,16 +560,25 @@ def learn_eval(samples_path, reference, n, seed, bandwidth, classify, inputs_pat
     if classify is not None and not is_digits:
         raise ValueError(f"--classify needs a digits reference (digits or digits:C), got {reference!r}")
     io = None if inputs_path is None else ev.input_output_distance(ev.load_samples(inputs_path, "inputs"), x)
+    labels = None if labels_path is None else ev.load_labels(labels_path, len(x))
+    if labels is not None and not is_digits:
+        raise ValueError(f"--labels scores digits with the classifier; the reference is {reference!r}")
     report, used, ref = ev.evaluate(x, reference, n, ev.EVAL_SEED if seed is None else seed, list(bandwidth) or None)
     if is_digits:
         from learn import classifier
 
         report["digits"] = classifier.report(x, reference, classify)
+        if labels is not None:
+            report["digits"]["per_label"] = classifier.per_label(x, labels)
     if io is not None:
         report["input_output_distance"] = io
     if png is not None:
         shape = pdata.shape(reference)
-        if shape is not None:
+        if shape is not None and labels is not None:
+            rows = np.concatenate([np.flatnonzero(labels == c)[:10] for c in np.unique(labels)])
+            ev.image_grid_png(x[rows], shape, png, f"samples per label {', '.join(map(str, np.unique(labels)))}",
+                              side=10)
+        elif shape is not None:
             ev.image_grid_png(x, shape, png, f"{len(x)} samples, {reference}")
         else:
             ev.scatter_png(used, ref, png, f"{reference}: W2 {report['w2']:.3f}")
@@ -503,5 +596,9 @@ def learn_eval(samples_path, reference, n, seed, bandwidth, classify, inputs_pat
                    f"(classifier accuracy {d['classifier_accuracy']:.3f})")
         click.echo(f"read with confidence >= {classifier.CONFIDENT:g}: {d['confident']:.3f} of the samples, "
                    f"{d['confident_real']:.3f} of the real digits")
+        for c, row in d.get("per_label", {}).items():
+            fd = "-" if row["fd"] is None else f"{row['fd']:.4g}"
+            click.echo(f"label {c}: {row['n']} samples, read as {c}: {row['accuracy']:.3f}, Frechet distance to "
+                       f"real {c}s {fd}, confident {row['confident']:.3f}")
     if io is not None:
         click.echo(f"mean input-output distance {io:.4f}")

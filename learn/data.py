@@ -23,6 +23,9 @@ Targets: ``direction`` regresses the cached unit direction ``u = E/|E|`` (``D + 
 slope is then capped at ``|u_x| / VELOCITY_UZ_MIN``). ``velocity`` needs a field with ``u_z > 0``,
 one whose lines are followed in ``z`` (``field.lines == "z"``: the strong field); a Coulomb cache
 is refused.
+
+A conditional cache (``physfield targets --conditional``) adds each row's class: batches are then
+``(points, targets, labels)``, shuffled together.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def output_dim(D, target):
 
 
 class Batches:
-    """Batch ``k`` of ``(points (B, D+1), targets (B, out))`` float32 arrays via :meth:`get`."""
+    """Batch ``k`` of ``(points (B, D+1), targets (B, out))`` float32 arrays via :meth:`get`, and
+    ``labels (B,)`` int64 for a conditional cache."""
 
     def __init__(self, cache, batch, seed=0, target="direction", buffer_bytes=BUFFER_BYTES):
         output_dim(cache.D, target)
@@ -66,22 +70,21 @@ class Batches:
         self.n = len(cache)
         if self.n == 0:
             raise ValueError(f"{cache.path} holds no points")
-        row_bytes = 4 * (cache.points.shape[1] + cache.targets.shape[1])
+        self._sets = (cache.points, cache.targets) + ((cache.labels,) if cache.labels is not None else ())
+        row_bytes = 4 * (cache.points.shape[1] + cache.targets.shape[1] + len(self._sets) - 2)
         if self.n * row_bytes <= buffer_bytes:
             self.chunk, self.per_block = self.n, 1
-            self._rows = (cache.points[()], cache.targets[()])
+            self._rows = tuple(ds[()] for ds in self._sets)
         else:
             self.chunk = (cache.points.chunks or (self.n,))[0]
             self.per_block = max(1, buffer_bytes // (self.chunk * row_bytes))
             self._rows = None
         self.n_chunks = -(-self.n // self.chunk)
         self._epoch = None  # (e, block chunk lists, block starts)
-        self._block = None  # ((e, b), points, targets)
+        self._block = None  # ((e, b), (points, targets[, labels]))
 
     def _read(self, lo, hi):
-        if self._rows is not None:
-            return self._rows[0][lo:hi], self._rows[1][lo:hi]
-        return self.cache.points[lo:hi], self.cache.targets[lo:hi]
+        return tuple(a[lo:hi] for a in (self._sets if self._rows is None else self._rows))
 
     def _layout(self, e):
         """Chunks of each block of epoch ``e`` and the stream offset where each block starts."""
@@ -96,31 +99,31 @@ class Batches:
         if self._block is None or self._block[0] != (e, b):
             blocks, _ = self._layout(e)
             parts = [self._read(c * self.chunk, min(self.n, (c + 1) * self.chunk)) for c in blocks[b]]
-            P = np.concatenate([p for p, _ in parts])
-            U = np.concatenate([u for _, u in parts])
-            perm = np.random.default_rng(np.random.SeedSequence([self.seed, e, b])).permutation(len(P))
-            self._block = ((e, b), P[perm], U[perm])
-        return self._block[1], self._block[2]
+            arrays = [np.concatenate(column) for column in zip(*parts)]
+            perm = np.random.default_rng(np.random.SeedSequence([self.seed, e, b])).permutation(len(arrays[0]))
+            self._block = ((e, b), tuple(a[perm] for a in arrays))
+        return self._block[1]
 
     def rows(self, start, stop):
-        """Stream positions ``[start, stop)`` as ``(points, unit directions)``."""
+        """Stream positions ``[start, stop)`` as ``(points, unit directions[, labels])``."""
         pieces = []
         while start < stop:
             e, pos = divmod(start, self.n)
             _, starts = self._layout(e)
             b = int(np.searchsorted(starts, pos, side="right")) - 1
-            P, U = self._shuffled_block(e, b)
+            block = self._shuffled_block(e, b)
             lo = pos - starts[b]
-            take = min(stop - start, len(P) - lo)
-            pieces.append((P[lo:lo + take], U[lo:lo + take]))
+            take = min(stop - start, len(block[0]) - lo)
+            pieces.append(tuple(a[lo:lo + take] for a in block))
             start += take
-        return np.concatenate([p for p, _ in pieces]), np.concatenate([u for _, u in pieces])
+        return tuple(np.concatenate(column) for column in zip(*pieces))
 
     def get(self, k, lo=0, hi=None):
         """Rows ``[lo, hi)`` (default: all ``B``) of batch ``k``: points and the regression target
-        (see the module docstring). Data-parallel ranks take disjoint ``[lo, hi)``."""
+        (see the module docstring), and the labels (int64) of a conditional cache. Data-parallel
+        ranks take disjoint ``[lo, hi)``."""
         hi = self.batch if hi is None else hi
-        P, U = self.rows(k * self.batch + lo, k * self.batch + hi)
+        P, U, *labels = self.rows(k * self.batch + lo, k * self.batch + hi)
         if self.target == "velocity":
             U = np.float32(self.cache.attrs["L"]) * U[:, 1:] / np.maximum(U[:, :1], VELOCITY_UZ_MIN)
-        return P, U
+        return (P, U, labels[0].astype(np.int64)) if labels else (P, U)

@@ -70,6 +70,20 @@ def load_samples(path, what="samples"):
     return x.astype(np.float64)
 
 
+def load_labels(path, n):
+    """Integer labels ``(n,)`` from ``.npy`` (``learn sample --labels``), one per sample; one-line ``ValueError``s."""
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"labels file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read labels {path} as .npy: {' '.join(str(exc).split())}") from None
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.shape != (n,):
+        raise ValueError(f"labels {path} must be {n} integers (one per sample), got "
+                         f"{getattr(labels, 'dtype', type(labels))} {getattr(labels, 'shape', '')}")
+    return labels
+
+
 def evaluate(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None):
     """``{"w2", "mmd", "bandwidths", "n", "reference"}`` for ``samples (m, D)`` against ``n`` draws of
     the data spec ``reference``; also returns the two point sets used."""

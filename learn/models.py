@@ -15,8 +15,14 @@ features, a residual block and a 3x3 convolution back to ``C`` channels give ``f
 the direction target) is a linear map of the spatial mean of the half-resolution features. Each
 residual block is ``h + conv(SiLU(conv(SiLU(h)) + W e(z)))``, the embedding added per channel.
 
+Class-conditional nets (``n_classes`` set, from a ``--conditional`` cache) take the labels too,
+``f(points, labels)``: a learned embedding ``l(y)`` of size ``emb`` for ``y`` in ``0 .. n_classes``,
+where ``y = n_classes`` is "no label" (:data:`NONE`; label dropout trains it, and a missing
+``labels`` argument means it). The MLP takes ``h_0 = [x, e(z), l(y)]``; the UNet adds ``l(y)`` to
+its embedding of ``z`` before every residual block.
+
 ``build(spec)`` makes a network from its JSON-able spec ``{"kind": "mlp" | "unet", "D", "out",
-"L", "hidden", "depth", "emb"[, "shape"]}``, which is stored with a run so sampling can rebuild
+"L", "hidden", "depth", "emb"[, "shape"][, "n_classes"]}``, which is stored with a run so sampling can rebuild
 it (``depth`` is the MLP's; the UNet has the fixed two levels above, ``hidden`` channels).
 """
 
@@ -45,21 +51,45 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([angle.sin(), angle.cos()], dim=1)
 
 
-class MLP(nn.Module):
-    """``f(points) -> (n, out)`` for points ``(n, D+1)``, column 0 = z."""
+class LabelEmbedding(nn.Module):
+    """``y -> l(y)`` of size ``emb`` for ``y`` in ``0 .. n_classes`` (``n_classes``: no label);
+    ``labels=None`` is no label for every row."""
 
-    def __init__(self, D, out, L, hidden=256, depth=3, emb=32):
+    def __init__(self, n_classes, emb):
+        super().__init__()
+        self.n_classes = n_classes
+        self.table = nn.Embedding(n_classes + 1, emb)
+
+    def forward(self, labels, n, device):
+        if labels is None:
+            labels = torch.full((n,), self.n_classes, dtype=torch.long, device=device)
+        return self.table(labels.long())
+
+
+def none_labels(n_classes, n, device="cpu"):
+    """``n`` labels meaning "no label" (the unconditional field)."""
+    return torch.full((n,), n_classes, dtype=torch.long, device=device)
+
+
+class MLP(nn.Module):
+    """``f(points[, labels]) -> (n, out)`` for points ``(n, D+1)``, column 0 = z."""
+
+    def __init__(self, D, out, L, hidden=256, depth=3, emb=32, n_classes=None):
         super().__init__()
         self.embed = SinusoidalEmbedding(emb, L)
-        layers, width = [], D + emb
+        self.label = LabelEmbedding(n_classes, emb) if n_classes else None
+        layers, width = [], D + emb + (emb if n_classes else 0)
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.SiLU()]
             width = hidden
         layers.append(nn.Linear(width, out))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, points):
-        return self.net(torch.cat([points[:, 1:], self.embed(points[:, 0])], dim=1))
+    def forward(self, points, labels=None):
+        parts = [points[:, 1:], self.embed(points[:, 0])]
+        if self.label is not None:
+            parts.append(self.label(labels, len(points), points.device))
+        return self.net(torch.cat(parts, dim=1))
 
 
 class ResBlock(nn.Module):
@@ -75,14 +105,15 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """``f(points) -> (n, out)`` for image rows of ``shape = (C, H, W)`` (module docstring)."""
+    """``f(points[, labels]) -> (n, out)`` for image rows of ``shape = (C, H, W)`` (module docstring)."""
 
-    def __init__(self, D, out, L, shape, hidden=32, emb=32):
+    def __init__(self, D, out, L, shape, hidden=32, emb=32, n_classes=None):
         super().__init__()
         C, H, W = shape
         self.shape, self.fz = tuple(shape), out == D + 1
         c = hidden
         self.embed = nn.Sequential(SinusoidalEmbedding(emb, L), nn.Linear(emb, emb), nn.SiLU())
+        self.label = LabelEmbedding(n_classes, emb) if n_classes else None
         self.inp = nn.Conv2d(C, c, 3, padding=1)
         self.down = ResBlock(c, emb)
         self.widen = nn.Conv2d(c, 2 * c, 1)
@@ -92,8 +123,10 @@ class UNet(nn.Module):
         self.outp = nn.Conv2d(c, C, 3, padding=1)
         self.head = nn.Linear(2 * c, 1)
 
-    def forward(self, points):
+    def forward(self, points, labels=None):
         e = self.embed(points[:, 0])
+        if self.label is not None:
+            e = e + self.label(labels, len(points), points.device)
         h = self.down(self.inp(points[:, 1:].reshape(-1, *self.shape)), e)
         m = self.mid(self.widen(nn.functional.avg_pool2d(h, 2)), e)
         u = self.merge(torch.cat([h, nn.functional.interpolate(m, scale_factor=2.0)], dim=1))
@@ -101,9 +134,9 @@ class UNet(nn.Module):
         return torch.cat([self.head(m.mean(dim=(2, 3))), fx], dim=1) if self.fz else fx
 
 
-def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None):
-    """A validated JSON-able network spec: an MLP, or a UNet when an image ``shape`` is given.
-    ``hidden=None``: the kind's default width, :data:`HIDDEN`."""
+def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None):
+    """A validated JSON-able network spec: an MLP, or a UNet when an image ``shape`` is given;
+    class-conditional with ``n_classes``. ``hidden=None``: the kind's default width, :data:`HIDDEN`."""
     if hidden is None:
         hidden = HIDDEN["mlp" if shape is None else "unet"]
     for name, value, low in (("hidden", hidden, 1), ("depth", depth, 1), ("emb", emb, 2)):
@@ -119,6 +152,10 @@ def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None):
             raise ValueError(f"the UNet needs an image shape (C, H, W) with C H W = D = {D} and H, W even, "
                              f"got {shape}")
         net.update(kind="unet", shape=shape)
+    if n_classes is not None:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+            raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+        net["n_classes"] = n_classes
     return net
 
 
@@ -126,7 +163,9 @@ def build(net_spec):
     """The network of a spec made by :func:`spec`."""
     kind = net_spec.get("kind")
     if kind == "mlp":
-        return MLP(**{k: net_spec[k] for k in ("D", "out", "L", "hidden", "depth", "emb")})
+        return MLP(**{k: net_spec[k] for k in ("D", "out", "L", "hidden", "depth", "emb")},
+                   n_classes=net_spec.get("n_classes"))
     if kind == "unet":
-        return UNet(**{k: net_spec[k] for k in ("D", "out", "L", "shape", "hidden", "emb")})
+        return UNet(**{k: net_spec[k] for k in ("D", "out", "L", "shape", "hidden", "emb")},
+                    n_classes=net_spec.get("n_classes"))
     raise ValueError(f"unknown network kind {kind!r}")

@@ -17,6 +17,15 @@ direction kept, and counted with them; the count of stage evaluations and of lin
 affected is reported, so no NaN appears silently. Lines are started at the ``P`` samples
 themselves (``source`` spec of the run unless another is given), drawn with ``seed``.
 
+A class-conditional net (trained on a ``--conditional`` cache) follows the field of the class
+asked for each line (``labels``), or the unconditional field it learned by label dropout (no
+``labels``). Classifier-free guidance of strength ``w`` (Ho and Salimans, 2022) follows
+
+    f = (1 + w) f(z, x | y) - w f(z, x | none)
+
+in the parametrisation the net regresses (the velocity, or the direction before ``f_x / f_z``);
+``w = 0`` is the conditional field itself. ``bench/RESULTS.md`` records the sweep of ``w``.
+
 Runs of a field whose lines are followed in arc length (``field.lines == "arc"``, the Coulomb
 field of EFM): the learned direction may turn back, so lines are followed in ``tau`` instead of
 ``z``::
@@ -116,6 +125,42 @@ def slope_fn(model, velocity, limit=None, L=1.0):
     return slope
 
 
+def conditioned(model, labels=None, guidance=0.0):
+    """``points -> f``: the net ``model`` for one label per row (torch ``labels``, or ``None``: the
+    unconditional field), with classifier-free guidance ``guidance`` (module docstring)."""
+    if labels is None:
+        return model
+    if not guidance:
+        return lambda points: model(points, labels)
+    none = models.none_labels(model.label.n_classes, len(labels), labels.device)
+
+    def guided(points):
+        both = model(torch.cat([points, points]), torch.cat([labels, none]))
+        cond, uncond = both.chunk(2)
+        return (1 + guidance) * cond - guidance * uncond
+
+    return guided
+
+
+def check_labels(run, labels, guidance):
+    """One-line ``ValueError`` unless ``labels`` (a sequence of ints, or ``None``) and ``guidance``
+    fit the run: a conditional net, labels in ``0 .. n_classes - 1``, ``guidance >= 0`` with labels."""
+    if labels is None:
+        if guidance:
+            raise ValueError("guidance needs labels (--label)")
+        return
+    n_classes = run.get("net", {}).get("n_classes")
+    if not n_classes:
+        raise ValueError("this run's net has no labels: train it on a `physfield targets --conditional` cache")
+    if lines_of(run) == "arc":
+        raise ValueError("conditional sampling follows lines in z; this run's field is followed in arc length")
+    bad = [y for y in labels if not 0 <= int(y) < n_classes]
+    if bad:
+        raise ValueError(f"label {bad[0]} is not one of the run's classes 0..{n_classes - 1}")
+    if not (np.isfinite(guidance) and guidance >= 0):
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
+
+
 def unit_fn(model):
     """``p -> f(p) / |f(p)|``: the learned direction in arc length (NaN where ``f = 0``: the
     follower then finds no direction there)."""
@@ -174,9 +219,15 @@ def support_ball(target, D):
 
 @torch.no_grad()
 def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajectories=False, device="cpu",
-           max_steps=None, radius=None):
+           max_steps=None, radius=None, labels=None, guidance=0.0):
     """``n`` samples of the run's ``Q`` by the learned lines (module docstring); a :class:`SampleResult`.
-    A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the docstring)."""
+    A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the docstring).
+    ``labels``: the class of each of the ``n`` lines (a conditional net), ``guidance``: its ``w``."""
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"need one label per sample: n={n}, labels of shape {labels.shape}")
+    check_labels(run, None if labels is None else labels.tolist(), guidance)
     cache = run["cache"]
     D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
     source = cache["source"] if source is None else source
@@ -186,11 +237,14 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
     velocity = run["train"]["target"] == "velocity"
     limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None
-    x, bad, path = lines.follow_z(slope_fn(model, velocity, limit, L), x, eps, L, steps, method, keep=trajectories)
+    y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
+    net = conditioned(model, y, guidance)
+    x, bad, path = lines.follow_z(slope_fn(net, velocity, limit, L), x, eps, L, steps, method, keep=trajectories)
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),
-             "nonfinite": int((~np.isfinite(out).all(axis=1)).sum())}
+             "nonfinite": int((~np.isfinite(out).all(axis=1)).sum()), "guidance": guidance,
+             "labels": None if labels is None else sorted(set(labels.tolist()))}
     paths = torch.stack(path).cpu().numpy() if trajectories else None
     return SampleResult(out, paths, stats, x0)
 

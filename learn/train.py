@@ -8,6 +8,11 @@ Step ``k`` (``k = 0, 1, ...``) on batch ``k`` of :class:`learn.data.Batches`::
     theta   <- Adam(theta, g, lr_k)
     bar     <- d_k bar + (1 - d_k) theta,         d_k = min(ema, (1 + k) / (10 + k))
 
+On a conditional cache the net is class-conditional (:mod:`learn.models`) and regresses
+``f(z, x, y')``, where ``y' = y`` (the row's class) except with probability ``p_uncond`` where it is
+"no label": label dropout, so the same net also learns the unconditional field that
+classifier-free guidance needs (``learn sample --guidance``).
+
 (the EMA ``bar`` starts as a copy of ``theta``; the ramp in ``d_k`` keeps short runs from
 averaging in the random initial weights). ``lr_k`` and ``d_k`` depend on ``k`` only and batch
 ``k`` is a pure function of ``(seed, k)``, so a run resumed from a checkpoint (weights, EMA, Adam
@@ -69,6 +74,7 @@ class TrainConfig:
     depth: int = 3
     emb: int = 32
     net: str = "auto"
+    p_uncond: float = 0.1  # label dropout of a conditional cache
 
 
 @dataclass
@@ -93,6 +99,8 @@ def _check(cfg):
         raise ValueError(f"lr must be > 0, got {cfg.lr}")
     if not 0 <= cfg.ema < 1:
         raise ValueError(f"ema must lie in [0, 1), got {cfg.ema}")
+    if not 0 <= cfg.p_uncond <= 1:
+        raise ValueError(f"p_uncond must lie in [0, 1], got {cfg.p_uncond}")
     if not cfg.clip >= 0:
         raise ValueError(f"clip must be >= 0 (0: no clipping), got {cfg.clip}")
     if cfg.net not in ("auto", "mlp", "unet"):
@@ -207,7 +215,7 @@ def _train(cfg, world, resume, progress):
         if cfg.net == "unet" and shape is None:
             raise ValueError(f"--net unet needs an image cache (data_shape); {cfg.targets} holds vectors")
         net_spec = models.spec(cache.D, data.output_dim(cache.D, cfg.target), cache.attrs["L"],
-                               cfg.hidden, cfg.depth, cfg.emb, shape)
+                               cfg.hidden, cfg.depth, cfg.emb, shape, cache.n_classes)
         cfg = replace(cfg, hidden=net_spec["hidden"])
         record = _run_record(cfg, cache, net_spec)
         torch.manual_seed(cfg.seed)
@@ -241,8 +249,11 @@ def _train(cfg, world, resume, progress):
         bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=None if progress and world.writer else True,
                    desc="train")
         while step < cfg.steps:
-            P, Y = (torch.from_numpy(a).to(world.device) for a in batches.get(step, lo, hi))
-            loss = ((net(P) - Y) ** 2).sum(dim=1).mean()
+            P, Y, *labels = (torch.from_numpy(a).to(world.device) for a in batches.get(step, lo, hi))
+            if labels:
+                drop = torch.rand(len(P), device=world.device) < cfg.p_uncond
+                labels = [torch.where(drop, cache.n_classes, labels[0])]
+            loss = ((net(P, *labels) - Y) ** 2).sum(dim=1).mean()
             optimise(model, ema, opt, loss, cfg, step)
             losses.append(world.mean(loss.item()))
             step += 1

@@ -10,8 +10,9 @@ One spec string per side (``--source gaussian --target swissroll``)::
     swissroll         the 2-D swiss roll spiral, radius 1.6 to 4.7
     checkerboard      uniform on 8 of the 16 squares (side 2) tiling [-4, 4]^2
     mixture           three anisotropic Gaussians with weights 0.5, 0.3, 0.2
-    digits[:C]        scikit-learn digits, 8x8 images as 64-D rows scaled to [-1, 1];
-                      ``digits:2`` keeps class 2 only (180 or so images per class)
+    digits[:C,...]    scikit-learn digits, 8x8 images as 64-D rows scaled to [-1, 1];
+                      ``digits:2`` keeps class 2 only (180 or so images per class),
+                      ``digits:2,3`` classes 2 and 3
     PATH.npy          user array, one sample per row
     PATH.h5:DATASET   user array from an HDF5 dataset (``.hdf5`` too); DATASET may be a/b/c
 
@@ -24,12 +25,21 @@ Finite sources (digits, user arrays) are resampled with the seed: ``n`` distinct
 rank > 2, ``(n, ...)``, are images: each sample is flattened to a row and ``shape`` gives the
 image shape. Nothing is downloaded: scikit-learn ships the digits inside the package.
 
+Labels (class-conditional runs, :func:`sample_labelled`): ``digits`` carry their digit (10
+classes, also for a subset such as ``digits:2,3``), the toy mixtures the index of the component a
+sample was drawn from: ``8gaussians`` its centre ``k`` (angle ``k pi/4``, 8 classes), ``moons`` 0
+upper / 1 lower, ``circles`` 0 outer / 1 inner, ``checkerboard`` its square ``2 i + j // 2`` (8),
+``mixture`` its component (3). ``gaussian``, ``swissroll`` and user files have none. Given the
+labels (``labels=``), a sampler draws each sample from that class, so a batch of sinks can match
+a batch of sources class by class.
+
 Every problem (unknown name, a ``dim`` the set does not have, a missing, empty, non-numeric or
 non-finite file, a missing dataset, an empty class) is a ``ValueError`` with a one-line message.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -45,56 +55,65 @@ def _unit(t):
     return np.stack([np.cos(t), np.sin(t)], axis=1)
 
 
-def _gaussian(n, rng, dim):
-    """Standard normal N(0, I_dim): mean 0, covariance I."""
-    return rng.standard_normal((n, dim))
+def _gaussian(n, rng, dim, labels=None):
+    """Standard normal N(0, I_dim): mean 0, covariance I. No labels."""
+    return rng.standard_normal((n, dim)), None
 
 
-def _eight_gaussians(n, rng):
-    """Equal-weight mixture of N(4 (cos k pi/4, sin k pi/4), 0.4^2 I), k = 0..7.
+def _eight_gaussians(n, rng, labels=None):
+    """Equal-weight mixture of N(4 (cos k pi/4, sin k pi/4), 0.4^2 I), k = 0..7 (the label).
 
     Mean 0; covariance (4^2 / 2 + 0.4^2) I = 8.16 I.
     """
-    centres = 4.0 * _unit(rng.integers(0, 8, n) * (np.pi / 4))
-    return centres + 0.4 * rng.standard_normal((n, 2))
+    k = rng.integers(0, 8, n) if labels is None else labels
+    centres = 4.0 * _unit(k * (np.pi / 4))
+    return centres + 0.4 * rng.standard_normal((n, 2)), k
 
 
-def _moons(n, rng):
+def _moons(n, rng, labels=None):
     """scikit-learn's two moons, centred and scaled by 2, plus noise of std ``NOISE``.
 
-    Upper moon ``2 (cos t - 1/2, sin t - 1/4)``, lower moon ``2 (1/2 - cos t, 1/4 - sin t)``,
-    ``t ~ U(0, pi)``, equal weights: the arcs have radius 2 and the mean is exactly 0.
+    Upper moon ``2 (cos t - 1/2, sin t - 1/4)`` (label 0), lower moon ``2 (1/2 - cos t, 1/4 - sin t)``
+    (label 1), ``t ~ U(0, pi)``, equal weights: the arcs have radius 2 and the mean is exactly 0.
     """
     t = rng.uniform(0.0, np.pi, n)
-    side = np.where(rng.random(n) < 0.5, 1.0, -1.0)  # +1 upper moon, -1 lower moon
+    k = (rng.random(n) >= 0.5).astype(np.int64) if labels is None else labels
+    side = np.where(k == 0, 1.0, -1.0)  # +1 upper moon, -1 lower moon
     arc = side[:, None] * (_unit(t) - [0.5, 0.25])
-    return 2.0 * arc + NOISE * rng.standard_normal((n, 2))
+    return 2.0 * arc + NOISE * rng.standard_normal((n, 2)), k
 
 
-def _circles(n, rng):
-    """Two concentric circles of radii 4 and 2 (equal weights, uniform angle), noise std ``NOISE``."""
-    radius = np.where(rng.random(n) < 0.5, 4.0, 2.0)
-    return radius[:, None] * _unit(rng.uniform(0.0, 2 * np.pi, n)) + NOISE * rng.standard_normal((n, 2))
+def _circles(n, rng, labels=None):
+    """Two concentric circles of radii 4 (label 0) and 2 (label 1), equal weights, uniform angle,
+    noise std ``NOISE``."""
+    k = (rng.random(n) >= 0.5).astype(np.int64) if labels is None else labels
+    radius = np.where(k == 0, 4.0, 2.0)
+    return radius[:, None] * _unit(rng.uniform(0.0, 2 * np.pi, n)) + NOISE * rng.standard_normal((n, 2)), k
 
 
-def _swissroll(n, rng):
+def _swissroll(n, rng, labels=None):
     """The 2-D swiss roll ``(t/3) (cos t, sin t)``, ``t ~ U(1.5 pi, 4.5 pi)``, noise std ``NOISE``.
 
     A spiral of one and a half turns whose radius ``t/3`` grows from pi/2 to 3 pi/2 (1.6 to 4.7);
-    mean ``(2/3, 2/(9 pi))``.
+    mean ``(2/3, 2/(9 pi))``. No labels.
     """
     t = rng.uniform(1.5 * np.pi, 4.5 * np.pi, n)
-    return (t / 3.0)[:, None] * _unit(t) + NOISE * rng.standard_normal((n, 2))
+    return (t / 3.0)[:, None] * _unit(t) + NOISE * rng.standard_normal((n, 2)), None
 
 
-def _checkerboard(n, rng):
-    """Uniform on the 8 squares ``[2i-4, 2i-2] x [2j-4, 2j-2]`` with ``i + j`` even, i, j in 0..3.
+def _checkerboard(n, rng, labels=None):
+    """Uniform on the 8 squares ``[2i-4, 2i-2] x [2j-4, 2j-2]`` with ``i + j`` even, i, j in 0..3;
+    label ``2 i + j // 2``.
 
     Support in [-4, 4]^2, mean 0, no noise.
     """
-    i = rng.integers(0, 4, n)
-    j = 2 * rng.integers(0, 2, n) + i % 2  # i + j even
-    return 2.0 * (np.stack([i, j], axis=1) + rng.random((n, 2))) - 4.0
+    if labels is None:
+        i = rng.integers(0, 4, n)
+        j = 2 * rng.integers(0, 2, n) + i % 2  # i + j even
+    else:
+        i = labels // 2
+        j = 2 * (labels % 2) + i % 2
+    return 2.0 * (np.stack([i, j], axis=1) + rng.random((n, 2))) - 4.0, 2 * i + j // 2
 
 
 MIXTURE = {  # weights, means, per-axis standard deviations of the three components of `mixture`
@@ -104,10 +123,11 @@ MIXTURE = {  # weights, means, per-axis standard deviations of the three compone
 }
 
 
-def _mixture(n, rng):
-    """Three anisotropic Gaussians, parameters in ``MIXTURE``: mean ``sum_k w_k m_k = (-0.5, -0.6)``."""
-    k = rng.choice(3, size=n, p=MIXTURE["weights"])
-    return MIXTURE["means"][k] + MIXTURE["stds"][k] * rng.standard_normal((n, 2))
+def _mixture(n, rng, labels=None):
+    """Three anisotropic Gaussians (label: the component), parameters in ``MIXTURE``: mean
+    ``sum_k w_k m_k = (-0.5, -0.6)``."""
+    k = rng.choice(3, size=n, p=MIXTURE["weights"]) if labels is None else labels
+    return MIXTURE["means"][k] + MIXTURE["stds"][k] * rng.standard_normal((n, 2)), k
 
 
 TOYS = {  # the fixed 2-D toy sets
@@ -118,6 +138,7 @@ TOYS = {  # the fixed 2-D toy sets
     "checkerboard": _checkerboard,
     "mixture": _mixture,
 }
+CLASSES = {"8gaussians": 8, "moons": 2, "circles": 2, "checkerboard": 8, "mixture": 3, "digits": 10}
 NAMES = ("gaussian", *TOYS, "digits")  # every named source (files aside)
 _H5 = (".h5", ".hdf5")
 
@@ -128,13 +149,73 @@ def sample(spec, n, seed=0, dim=None):
     ``dim`` sets the dimension of ``gaussian`` (default 2); for every other source it is only
     checked against the source's own dimension (a mismatch is a ``ValueError``).
     """
-    draw, _ = _source(spec, dim)
+    return _draw(spec, n, seed, dim, None)[0]
+
+
+def sample_labelled(spec, n, seed=0, dim=None, labels=None):
+    """``(x (n, D) float64, labels (n,) int64)``: :func:`sample` with each sample's class (module
+    docstring; the same ``x`` as :func:`sample` for the same arguments). ``labels``: draw sample
+    ``i`` from class ``labels[i]`` instead. A spec without labels, or a class the spec does not
+    hold, is a ``ValueError``."""
+    source = _source(spec, dim)
+    if source.classes is None:
+        raise ValueError(f"data source {spec!r} has no labels (labelled: {', '.join(CLASSES)})")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels must be {n} integers, got {labels.dtype} {labels.shape}")
+        missing = sorted(set(np.unique(labels).tolist()) - set(source.present))
+        if missing:
+            raise ValueError(f"data source {spec!r} has no class {missing[0]} (it has {_classes_text(source.present)})")
+        labels = labels.astype(np.int64)
+    x, y = _draw(spec, n, seed, dim, labels)
+    return x, np.asarray(y, dtype=np.int64)
+
+
+def log_density(spec, x):
+    """``log p(x)`` of the rows of ``x (n, D)`` under the source ``spec``, where it has a closed form:
+    ``gaussian[:D]`` (``-|x|^2/2 - D/2 log 2 pi``) and the Gaussian mixtures ``8gaussians`` and
+    ``mixture`` (log-sum-exp over their components). Any other spec is a ``ValueError``."""
+    name, _ = _parse(spec)
+    x = np.asarray(x, dtype=np.float64)
+    D = x.shape[1] if x.ndim == 2 else None
+    if D is None or D != sample(spec, 1, dim=D if name == "gaussian" else None).shape[1]:
+        raise ValueError(f"points must be rows (n, D) of the dimension of {spec!r}, got shape {x.shape}")
+    if name == "gaussian":
+        return -0.5 * (x ** 2).sum(axis=1) - 0.5 * D * np.log(2 * np.pi)
+    if name == "8gaussians":
+        means, stds, weights = 4.0 * _unit(np.arange(8) * (np.pi / 4)), np.full((8, 2), 0.4), np.full(8, 1 / 8)
+    elif name == "mixture":
+        means, stds, weights = MIXTURE["means"], MIXTURE["stds"], MIXTURE["weights"]
+    else:
+        raise ValueError(f"no closed-form density for {spec!r}; log p is known for gaussian, 8gaussians, mixture")
+    z = (x[:, None, :] - means[None]) / stds[None]
+    log_k = np.log(weights) - 0.5 * (z ** 2).sum(axis=2) - np.log(stds).sum(axis=1) - np.log(2 * np.pi)
+    top = log_k.max(axis=1)
+    return top + np.log(np.exp(log_k - top[:, None]).sum(axis=1))
+
+
+def classes(spec):
+    """``(n_classes, present)``: the size of the label space of ``spec`` (labels ``0 .. n_classes
+    - 1``) and the labels its samples take (``digits:2,3``: ``(10, (2, 3))``); ``None`` for a
+    spec without labels."""
+    source = _source(spec)
+    return None if source.classes is None else (source.classes, source.present)
+
+
+def _classes_text(present):
+    return ", ".join(map(str, present))
+
+
+def _draw(spec, n, seed, dim, labels):
+    source = _source(spec, dim)
     n = _positive_int("n", n)
     try:
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError):
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}") from None
-    return np.ascontiguousarray(draw(n, rng), dtype=np.float64)
+    x, y = source.draw(n, rng, labels=labels)
+    return np.ascontiguousarray(x, dtype=np.float64), y
 
 
 def pair_dims(source, target, dim=None):
@@ -154,12 +235,26 @@ def pair_dims(source, target, dim=None):
 
 def shape(spec):
     """Image shape of one sample of ``spec`` (``digits``: ``(1, 8, 8)``), ``None`` for vectors."""
-    return _source(spec)[1]
+    return _source(spec).shape
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A parsed spec: ``draw(n, rng, labels=None) -> (x, labels or None)``, the image ``shape``,
+    the size of its label space ``classes`` and the labels it holds ``present`` (``None``, ``()``
+    without labels)."""
+
+    draw: object
+    shape: tuple | None
+    classes: int | None
+    present: tuple
 
 
 def _source(spec, dim=None):
-    """Parse and validate ``spec`` -> ``(draw(n, rng), image shape or None)``."""
+    """Parse and validate ``spec`` -> :class:`_Source`."""
     name, arg = _parse(spec)
+    classes = CLASSES.get(name)
+    present = tuple(range(classes)) if classes else ()
     if name == "gaussian":
         D = 2 if dim is None else dim
         if arg is not None:
@@ -172,12 +267,15 @@ def _source(spec, dim=None):
         if arg is not None:
             raise ValueError(f"{name} takes no ':' argument, got {spec!r}")
         draw, shape_, D = TOYS[name], None, 2
+    elif name == "digits":
+        rows, labels, present = _digits(arg)
+        draw, shape_, D = partial(_resample, rows, labels), (1, 8, 8), rows.shape[1]
     else:
-        rows, shape_ = _digits(arg) if name == "digits" else _read(name, arg)
-        draw, D = partial(_resample, rows), rows.shape[1]
+        rows, shape_ = _read(name, arg)
+        draw, D = partial(_resample, rows, None), rows.shape[1]
     if dim is not None and _positive_int("dim", dim) != D:
         raise ValueError(f"data source {spec!r} is {D}-dimensional, but dim={dim} was asked")
-    return draw, shape_
+    return _Source(draw, shape_, classes, present)
 
 
 def _parse(spec):
@@ -207,9 +305,18 @@ def _positive_int(name, value):
     return int(value)
 
 
-def _resample(rows, n, rng):
-    """``n`` rows of ``rows``: distinct when ``n <= len(rows)``, drawn with replacement otherwise."""
-    return rows[rng.choice(len(rows), size=n, replace=n > len(rows))]
+def _resample(rows, row_labels, n, rng, labels=None):
+    """``n`` rows of ``rows`` and their labels (``row_labels``, or ``None``): distinct when ``n <=
+    len(rows)``, drawn with replacement otherwise; given ``labels``, row ``i`` from class ``labels[i]``
+    (the same rule within each class)."""
+    if labels is None:
+        pick = rng.choice(len(rows), size=n, replace=n > len(rows))
+    else:
+        pick = np.empty(n, dtype=np.int64)
+        for c in np.unique(labels):
+            where, pool = np.flatnonzero(labels == c), np.flatnonzero(row_labels == c)
+            pick[where] = pool[rng.choice(len(pool), size=len(where), replace=len(where) > len(pool))]
+    return rows[pick], (None if row_labels is None else row_labels[pick])
 
 
 @lru_cache(maxsize=1)
@@ -223,14 +330,18 @@ def _all_digits():
     return digits.data / 8.0 - 1.0, digits.target
 
 
-def _digits(label):
-    """Digits rows ``(m, 64)``, all of them or class ``label`` ('0'..'9') only, and (1, 8, 8)."""
+def _digits(arg):
+    """Digits rows ``(m, 64)``, their labels and the classes kept: all of them, or the classes of
+    ``arg`` ('2' or '2,3')."""
     rows, target = _all_digits()
-    if label is not None:
-        if label not in tuple("0123456789"):
-            raise ValueError(f"digits class must be one of 0..9 ('digits:2'), got {label!r}")
-        rows = rows[target == int(label)]
-    return rows, (1, 8, 8)
+    if arg is None:
+        return rows, target, tuple(range(10))
+    wanted = arg.split(",")
+    if not all(w in tuple("0123456789") for w in wanted):
+        raise ValueError(f"digits classes must be digits 0..9 ('digits:2' or 'digits:2,3'), got {arg!r}")
+    present = tuple(sorted({int(w) for w in wanted}))
+    keep = np.isin(target, present)
+    return rows[keep], target[keep], present
 
 
 def _read(kind, arg):

@@ -11,6 +11,9 @@ Named plans:
 - ``optimal``     exact OT plan for the squared Euclidean cost (POT ``ot.emd``).
 - ``sinkhorn``    entropic OT plan ``argmin <pi, C> - reg H(pi)`` (POT, log-domain).
 
+:func:`within_class` builds any of them class by class (labelled data): a block-diagonal plan
+that couples only samples of the same class.
+
 Any explicit dense or ``scipy.sparse`` ``(N, M)`` array is accepted and validated by
 :func:`validate`. The field kernels never see the matrix: :func:`support` turns a plan into the
 list of its ``K`` non-zero entries ``(i_k, j_k, log pi_k)``.
@@ -129,6 +132,32 @@ def resolve(plan, sources, sinks, reg=0.05):
             raise ValueError(f"unknown plan {plan!r}; expected one of {', '.join(NAMES)} or an (N, M) array")
         return validate(makers[plan](sources, sinks), n, m)
     return validate(plan, n, m)
+
+
+def within_class(plan, sources, sinks, source_labels, sink_labels, reg=0.05):
+    """The plan ``plan`` (a name) restricted to pairs of one class: block-diagonal, dense ``(N, M)``.
+
+    For each class ``c`` of the sources, with ``I_c`` its ``n_c`` sources and ``J_c`` the ``m_c``
+    sinks of class ``c``, the block ``pi[I_c, J_c]`` is ``(n_c / N)`` times the named plan between
+    them; every other entry is 0. The rows keep the uniform marginal ``1/N``; the columns keep
+    ``1/M`` when every class has as many sinks as sources (``n_c / N = m_c / M``: the targets'
+    sampler draws the sinks class by class to match the sources). A source class without sinks
+    is a ``ValueError`` (no pair can take its mass).
+    """
+    source_labels, sink_labels = np.asarray(source_labels), np.asarray(sink_labels)
+    n, m = len(sources), len(sinks)
+    if source_labels.shape != (n,) or sink_labels.shape != (m,):
+        raise ValueError(f"need one label per source and per sink, got {source_labels.shape} for {n} sources "
+                         f"and {sink_labels.shape} for {m} sinks")
+    pi = np.zeros((n, m))
+    for c in np.unique(source_labels):
+        rows, cols = np.flatnonzero(source_labels == c), np.flatnonzero(sink_labels == c)
+        if not len(cols):
+            raise ValueError(f"class {c} has {len(rows)} sources but no sink to pair them with")
+        block = resolve(plan, sources[rows], sinks[cols], reg=reg)
+        block = block.toarray() if sp.issparse(block) else block
+        pi[np.ix_(rows, cols)] = block * (len(rows) / n)
+    return pi
 
 
 def support(plan, sources, sinks, reg=0.05):

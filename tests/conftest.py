@@ -43,3 +43,16 @@ def one_line_error(result):
 def backend(request):
     """Each registered backend usable on this machine, by name."""
     return request.param
+
+
+#: a tiny learn net and batch, for tests of the plumbing rather than of the learning
+TINY = ["--hidden", "32", "--depth", "2", "--emb", "8", "--batch", "64"]
+
+
+def invoke(*args):
+    """Run ``learn ARGS...`` in process (click's runner); the click result."""
+    from click.testing import CliRunner
+
+    from cli import learn
+
+    return CliRunner().invoke(learn, [str(a) for a in args])

@@ -6,22 +6,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import one_line_error
+from conftest import TINY, invoke, one_line_error
 
 import physfield as pf
-from cli import learn
 from learn import data, evaluate, sample, train
 from physfield import data as pdata
 from physfield import lines
 from physfield import targets as tg
-
-TINY = ["--hidden", "32", "--depth", "2", "--emb", "8", "--batch", "64"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(learn, [str(a) for a in args])
-
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):

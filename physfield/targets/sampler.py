@@ -30,6 +30,21 @@ One minibatch:
    else beyond ``Q`` at ``z = L + h`` over ``b_j``, depth ``h ~ U(eps, L)``, with the same noise
    law ``x = anchor + lambda * sqrt(h) * xi`` (``h`` is again the distance to the nearer plate).
    A field that vanishes outside (the strong field) takes ``outside_fraction = 0`` only.
+   Labelled runs (class-conditional generation, :mod:`physfield.data` labels) couple only
+   within a class (:func:`physfield.plans.within_class`: the named plan between the sources and
+   the sinks of each class, block by block), so pairs never cross classes. With
+   ``within_class`` both sides are labelled and the sinks are drawn class by class to match the
+   sources (sink ``i`` from the class of source ``i``). A ``conditional`` run without it gives
+   source ``i`` the class of sink ``i``, an independent draw: each class's pairs then start
+   from an unbiased sample of ``P`` and couple it to that class's sinks (the transport of ``P``
+   to ``Q_c``; an OT plan over the whole batch would tie each class to the part of ``P``
+   nearest it, and the class's field would be learned nowhere else). In a ``conditional`` run
+   each point carries the label of its sink ``j`` (``labels``: the label travels with its sink,
+   whatever order the plan put the pairs in) and its target is the field of that class's pairs
+   only, ``pi[:, J_c] / pi[:, J_c].sum()``: the class-conditional field ``E(p | c)``. A net
+   regressing it without the label learns ``sum_c p(c | p) E(p | c) = E(p)`` in expectation,
+   the field of the whole block plan, so label dropout trains the unconditional field from the
+   same targets.
 4. Points are rounded to float32 (the stored dtype) and the targets computed at exactly those
    points from all ``B`` pairs of the batch through ``field.direction(points, a, b, plan=pi)``:
    the unit direction ``E/|E|``, ``log|E|`` and the effective sample size ``ess`` the field
@@ -76,9 +91,13 @@ class Run:
     shape: tuple | None
     backend: str
     store_pairs: bool
+    conditional: bool = False
+    within_class: bool = False
+    n_classes: int | None = None
 
 
-def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, seed, dim, backend, store_pairs):
+def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, seed, dim, backend, store_pairs,
+             conditional=False, within_class=False):
     """The validated :class:`Run`; bad arguments are a one-line ``ValueError``.
 
     ``noise``: the training noise in units of ``t = z/L`` (``None``: :data:`NOISE`), or ``lam``:
@@ -124,8 +143,30 @@ def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, 
     if D != D_target:
         raise ValueError(f"source {source!r} is {D}-dimensional but target {target!r} is {D_target}-dimensional")
     shape = data.shape(source) or data.shape(target)
+    n_classes = _check_labels(source, target, bool(conditional), bool(within_class))
     return Run(field, source, target, B, plan, reg, lam, eps, outside, int(seed), D,
-                tuple(int(s) for s in shape) if shape else None, get_backend(backend).name, bool(store_pairs))
+                tuple(int(s) for s in shape) if shape else None, get_backend(backend).name, bool(store_pairs),
+                bool(conditional), bool(within_class), n_classes)
+
+
+def _check_labels(source, target, conditional, within_class):
+    """The number of classes of a labelled run (``None`` otherwise); a ``ValueError`` when a side
+    it needs has no labels or the sources hold a class the sinks do not."""
+    target_classes = data.classes(target)
+    if (conditional or within_class) and target_classes is None:
+        raise ValueError(f"conditional runs need a labelled target; {target!r} has none "
+                         f"(labelled: {', '.join(data.CLASSES)})")
+    if within_class:
+        source_classes = data.classes(source)
+        if source_classes is None:
+            raise ValueError(f"within-class plans need labelled sources; {source!r} has none")
+        if source_classes[0] != target_classes[0]:
+            raise ValueError(f"source {source!r} has {source_classes[0]} classes but target {target!r} "
+                             f"{target_classes[0]}: within-class plans need the same labels on both sides")
+        missing = sorted(set(source_classes[1]) - set(target_classes[1]))
+        if missing:
+            raise ValueError(f"source {source!r} holds class {missing[0]}, which target {target!r} does not")
+    return target_classes[0] if conditional else None
 
 
 def positive_int(name, value):
@@ -148,18 +189,30 @@ def batch(run, k, timings=None):
     """Minibatch ``k`` of ``run``: ``B`` points with targets, and the batch's pairs (module docstring).
 
     A pure function of ``run`` and ``k``. Returns a dict of arrays: ``points``, ``targets``,
-    ``log_norm``, ``ess`` and the batch's ``sources``, ``sinks``, dense ``plan`` and each point's
-    ``partner``. ``timings``: a dict the seconds spent on data, plan and field are added to.
+    ``log_norm``, ``ess`` (``labels`` too for a conditional run) and the batch's ``sources``,
+    ``sinks``, dense ``plan`` and each point's ``partner``. ``timings``: a dict the seconds spent on data, plan and field are added to.
     """
     timings = {} if timings is None else timings
     L, B, D = run.field.L, run.B, run.dim
     src_seed, snk_seed, pts_seed = np.random.SeedSequence([run.seed, k]).spawn(3)
     t0 = time.perf_counter()
-    A = data.sample(run.source, B, seed=src_seed, dim=D)
-    Q = data.sample(run.target, B, seed=snk_seed, dim=D)
+    sink_labels = None
+    if run.within_class:
+        A, source_labels = data.sample_labelled(run.source, B, seed=src_seed, dim=D)
+        Q, sink_labels = data.sample_labelled(run.target, B, seed=snk_seed, dim=D, labels=source_labels)
+    else:
+        A = data.sample(run.source, B, seed=src_seed, dim=D)
+        if run.conditional:
+            Q, sink_labels = data.sample_labelled(run.target, B, seed=snk_seed, dim=D)
+            source_labels = sink_labels  # source i takes the class of sink i, an independent draw
+        else:
+            Q = data.sample(run.target, B, seed=snk_seed, dim=D)
     rng = np.random.default_rng(pts_seed)
     t1 = time.perf_counter()
-    pi = plans.resolve(run.plan, A, Q, reg=run.reg)
+    if sink_labels is not None:
+        pi = plans.within_class(run.plan, A, Q, source_labels, sink_labels, reg=run.reg)
+    else:
+        pi = plans.resolve(run.plan, A, Q, reg=run.reg)
     pi = pi.toarray() if hasattr(pi, "toarray") else np.asarray(pi)
     partner = np.arange(B) if run.plan == "paired" else _draw_partners(pi, rng)
     t2 = time.perf_counter()
@@ -178,15 +231,27 @@ def batch(run, k, timings=None):
     t3 = time.perf_counter()
 
     P = points.astype(np.float64)
-    u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
+    if run.conditional:
+        labels = sink_labels[partner]
+        u, log_norm, ess = np.empty_like(P), np.empty(B), np.empty(B)
+        for c in np.unique(labels):
+            rows, cols = labels == c, sink_labels == c
+            sub = pi[:, cols]
+            u[rows], log_norm[rows], ess[rows] = run.field.direction(
+                P[rows], A, Q[cols], plan=sub / sub.sum(), backend=run.backend, return_ess=True)
+    else:
+        u, log_norm, ess = run.field.direction(P, A, Q, plan=pi, backend=run.backend, return_ess=True)
     if not np.all(np.isfinite(log_norm)):
         bad = int(np.flatnonzero(~np.isfinite(log_norm))[0])
         raise ValueError(f"batch {k}: the field vanishes or is not finite at point {bad} ({points[bad, :3]}...)")
     t4 = time.perf_counter()
     for name, dt in (("data", t1 - t0 + t3 - t2), ("plan", t2 - t1), ("field", t4 - t3)):
         timings[name] = timings.get(name, 0.0) + dt
-    return {"points": points, "targets": u.astype(np.float32), "log_norm": log_norm.astype(np.float64),
-            "ess": np.asarray(ess, np.float64), "sources": A, "sinks": Q, "plan": pi, "partner": partner}
+    out = {"points": points, "targets": u.astype(np.float32), "log_norm": log_norm.astype(np.float64),
+           "ess": np.asarray(ess, np.float64), "sources": A, "sinks": Q, "plan": pi, "partner": partner}
+    if run.conditional:
+        out["labels"] = labels.astype(np.int32)
+    return out
 
 
 def _draw_partners(pi, rng):

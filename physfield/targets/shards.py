@@ -122,7 +122,7 @@ def merge(run, shards, out, copy=False):
 
 
 def _names(run):
-    names = list(store.DATASETS)
+    names = list(store.datasets(run))
     if run.store_pairs:
         names += [f"pairs/{name}" for name in (*store.PAIRS, "partner")]
     return names

@@ -9,14 +9,17 @@ come from all ``B`` pairs) and only its first ``n mod B`` points are stored; a l
 recomputes that batch and stores the rest, so the bytes do not depend on where a run stopped.
 
 HDF5 layout (``schema_version`` 1): datasets ``points (n, D+1) float32``, ``targets (n, D+1)
-float32``, ``log_norm (n,) float64``, ``ess (n,) float64``, chunked by rows, shuffled, compressed
+float32``, ``log_norm (n,) float64``, ``ess (n,) float64`` and, in a conditional cache (attribute
+``conditional`` true, with ``n_classes``), ``labels (n,) int32`` (each point's class, ``0 ..
+n_classes - 1``; its target is that class's field), chunked by rows, shuffled, compressed
 (``COMPRESSION``: LZF, built into h5py and 3-4 times faster than gzip level 1 on these nearly
 incompressible floats; other HDF5 readers need the LZF filter plugin) and checksummed
 (Fletcher-32, so damaged chunks fail to read). Attributes
 ``ATTRS``: format, schema_version, field (JSON: kind and every parameter), L, D, plan, B, lambda,
 eps, outside_fraction, seed, source, target, store_pairs, backend, version, plus ``reg`` for
-sinkhorn and ``data_shape`` (e.g. ``(1, 8, 8)``) when the source, else the target, is an image
-set. The field's ``kind`` is its registered name or ``module:Class``
+sinkhorn, ``data_shape`` (e.g. ``(1, 8, 8)``) when the source, else the target, is an image
+set, ``conditional`` and ``n_classes`` in a conditional cache and ``within_class`` for a
+within-class plan (caches without them read as unconditional). The field's ``kind`` is its registered name or ``module:Class``
 (:func:`physfield.fields.from_params` rebuilds it). With ``store_pairs`` (verification mode) the
 group ``pairs`` keeps each batch's ``sources (batches, B, D)``, ``sinks (batches, B, D)`` and
 dense ``plan (batches, B, B)`` in float64 and each point's ``partner (n,)`` sink index (its
@@ -55,10 +58,10 @@ COMPRESSION = {"compression": "lzf", "shuffle": True, "fletcher32": True}
 CHUNK_BYTES = 1 << 20  # largest chunk of points/targets
 ATTRS = ("format", "schema_version", "field", "L", "D", "plan", "reg", "B", "lambda", "eps",
          "outside_fraction", "seed", "source", "target", "data_shape", "store_pairs", "backend",
-         "version")
-OPTIONAL_ATTRS = ("reg", "data_shape")
+         "version", "conditional", "n_classes", "within_class")
+OPTIONAL_ATTRS = ("reg", "data_shape", "conditional", "n_classes", "within_class")
 UNIT_TOL = 1e-5  # |targets| = 1 within float32 rounding
-DATASETS = ("points", "targets", "log_norm", "ess")  # one row per point
+DATASETS = ("points", "targets", "log_norm", "ess")  # one row per point (and labels, :func:`datasets`)
 PAIRS = ("sources", "sinks", "plan")  # group pairs: one entry per batch (plus partner, per point)
 
 
@@ -88,7 +91,8 @@ class GenerateResult:
 
 def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noise=None, lam=None, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
-             store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2):
+             store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2,
+             conditional=False, within_class=False):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
 
     ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
@@ -105,12 +109,14 @@ def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noi
     ``Ray(address)``): compute the run in shards of ``shard_points`` points on that engine and
     join them into one cache (:mod:`physfield.targets.shards`; ``copy``: one self-contained file;
     ``retries``: attempts more per failed shard); the cache's datasets are the same bytes as
-    without an engine. Returns a :class:`GenerateResult`. Bad arguments are a one-line
+    without an engine. ``conditional``: store each point's class (its sink's label) in
+    ``labels`` with the class-conditional field as its target; ``within_class``: pair only
+    samples of the same class (both need labelled data, :mod:`physfield.targets.sampler`). Returns a :class:`GenerateResult`. Bad arguments are a one-line
     ``ValueError`` raised before any file is touched. See the module docstring for the sampling
     and layout.
     """
     run = sampler.make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside_fraction, seed, dim,
-                           backend, store_pairs)
+                           backend, store_pairs, conditional, within_class)
     n = positive_int("n", n)
     out = Path(out)
     if out.is_dir():
@@ -174,8 +180,15 @@ def run_attrs(run):
         "lambda": run.lam, "eps": run.eps, "outside_fraction": run.outside, "seed": run.seed,
         "source": run.source, "target": run.target, "data_shape": run.shape,
         "store_pairs": run.store_pairs, "backend": run.backend, "version": __version__,
+        "conditional": True if run.conditional else None, "n_classes": run.n_classes,
+        "within_class": True if run.within_class else None,
     }
     return {k: v for k, v in attrs.items() if v is not None}
+
+
+def datasets(run):
+    """The per-point datasets of ``run``: :data:`DATASETS`, plus ``labels`` when conditional."""
+    return (*DATASETS, "labels") if run.conditional else DATASETS
 
 
 def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
@@ -193,7 +206,7 @@ def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
             t0 = time.perf_counter()
             lo, hi = max(n0, k * B), min(n, (k + 1) * B)
             rows = slice(lo - k * B, hi - k * B)
-            for name in DATASETS:
+            for name in datasets(run):
                 append(f[name], b[name][rows])
             if run.store_pairs:
                 append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
@@ -224,6 +237,8 @@ def create(f, run, attrs):
         f.create_dataset(name, (0, D + 1), np.float32, maxshape=(None, D + 1), chunks=(rows, D + 1), **COMPRESSION)
     for name in ("log_norm", "ess"):
         f.create_dataset(name, (0,), np.float64, maxshape=(None,), chunks=(max(rows, 1024),), **COMPRESSION)
+    if run.conditional:
+        f.create_dataset("labels", (0,), np.int32, maxshape=(None,), chunks=(max(rows, 1024),), **COMPRESSION)
     if run.store_pairs:
         g = f.create_group("pairs")
         for name, width in (("sources", D), ("sinks", D), ("plan", B)):
@@ -286,8 +301,9 @@ def plain(value):
 
 class Cache:
     """An open, validated targets cache: ``points``, ``targets``, ``log_norm``, ``ess`` (h5py
-    datasets, read lazily), ``pairs`` (dict of datasets, or ``None``), ``attrs`` (plain dict,
-    ``field`` decoded from JSON into ``field_params``), ``D``. Use as a context manager, or
+    datasets, read lazily), ``labels`` (dataset, or ``None`` unless conditional) and ``n_classes``,
+    ``pairs`` (dict of datasets, or ``None``), ``attrs`` (plain dict, ``field`` decoded from JSON
+    into ``field_params``), ``D``. Use as a context manager, or
     call :meth:`close`."""
 
     def __init__(self, path, file):
@@ -298,6 +314,9 @@ class Cache:
         self.log_norm, self.ess = file["log_norm"], file["ess"]
         self.pairs = {name: file["pairs"][name] for name in file["pairs"]} if "pairs" in file else None
         self.D = int(self.attrs["D"])
+        self.conditional = bool(self.attrs.get("conditional", False))
+        self.labels = file["labels"] if self.conditional else None
+        self.n_classes = int(self.attrs["n_classes"]) if self.conditional else None
 
     def __len__(self):
         return self.points.shape[0]
@@ -360,6 +379,10 @@ def _schema_problem(f):
     D, B = int(f.attrs["D"]), int(f.attrs["B"])
     expected = {"points": (np.float32, 2), "targets": (np.float32, 2), "log_norm": (np.float64, 1),
                 "ess": (np.float64, 1)}
+    if bool(f.attrs.get("conditional", False)):
+        if int(f.attrs.get("n_classes", 0)) < 1:
+            return "conditional cache without a positive n_classes attribute"
+        expected["labels"] = (np.int32, 1)
     if bool(f.attrs["store_pairs"]):
         expected.update({"pairs/sources": (np.float64, 3), "pairs/sinks": (np.float64, 3),
                          "pairs/plan": (np.float64, 3), "pairs/partner": (np.int32, 1)})
@@ -374,7 +397,7 @@ def _schema_problem(f):
             return f"dataset {name!r} reads shard {missing}, which is missing (HDF5 would read zeros there)"
     n = f["points"].shape[0]
     batches = math.ceil(n / B)
-    shapes = {"points": (n, D + 1), "targets": (n, D + 1), "log_norm": (n,), "ess": (n,),
+    shapes = {"points": (n, D + 1), "targets": (n, D + 1), "log_norm": (n,), "ess": (n,), "labels": (n,),
               "pairs/sources": (batches, B, D), "pairs/sinks": (batches, B, D),
               "pairs/plan": (batches, B, B), "pairs/partner": (n,)}
     for name in expected:
@@ -408,6 +431,11 @@ def _data_problem(f, rows=1 << 14):
         for name, ok in checks:
             if not ok.all():
                 return f"bad value in {name} at row {lo + int(np.flatnonzero(~ok)[0])}"
+        if "labels" in f:
+            labels = f["labels"][sl]
+            ok = (labels >= 0) & (labels < int(f.attrs["n_classes"]))
+            if not ok.all():
+                return f"bad value in labels at row {lo + int(np.flatnonzero(~ok)[0])}"
     if "pairs" in f:
         for ds in f["pairs"].values():
             ds[()]

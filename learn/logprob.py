@@ -1,0 +1,124 @@
+"""Log-likelihood of points on the target plate under the learned transport (change of variables).
+
+A sample of ``learn sample`` is the end at ``z = L`` of the line ``dx/dz = s(z, x)`` started at
+``z = eps`` from ``x(eps) ~ P`` (:mod:`learn.sample`). Along a line the density of the transported
+points obeys the instantaneous change of variables (Chen et al., "Neural ordinary differential
+equations", NeurIPS 2018, Theorem 1)::
+
+    d log p_z(x(z)) / dz = -div_x s(z, x(z))
+
+so the density ``q`` of the samples at a point ``x`` on ``Q``'s plate is found by following its
+line back from ``z = L`` to ``z = eps``::
+
+    log q(x) = log p_P(x(eps)) - int_eps^L div_x s(z, x(z)) dz
+
+integrated together with ``x(z)`` by :func:`physfield.lines.follow_z` (RK4 by default) on the
+state ``(x, I)``, ``dI/dz = div_x s``. ``log p_P`` is the source's closed-form density
+(:func:`physfield.data.log_density`: ``gaussian``, ``8gaussians``, ``mixture``).
+
+The divergence is exact (``D`` backward passes, one per coordinate) up to ``EXACT_MAX_D``
+dimensions; beyond it Hutchinson's estimator ``div s ~ mean_k e_k^T (ds/dx) e_k`` with ``probes``
+Rademacher vectors ``e_k`` held fixed along each line (FFJORD, Grathwohl et al., ICLR 2019); each
+probe gives an unbiased estimate of ``log q(x)``, and their standard error over the probes is
+reported per point as the estimate's spread.
+
+The slope is the sampler's (:func:`learn.sample.slope_fn`, without the steepness cap, which
+would break the divergence), for the run's net, label and guidance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from physfield import data as pdata
+from physfield import lines
+
+from .sample import check_labels, conditioned, lines_of, slope_fn
+
+EXACT_MAX_D = 64
+
+
+@dataclass
+class LogProb:
+    """``logp (n,)``, its standard error ``spread (n,)`` (zeros for the exact divergence), the
+    line's start ``x0 (n, D)`` at ``z = eps`` and how the divergence was taken (``exact``, ``probes``)."""
+
+    logp: np.ndarray
+    spread: np.ndarray
+    x0: np.ndarray
+    exact: bool
+    probes: int
+
+    def __str__(self):
+        how = "exact divergence" if self.exact else f"Hutchinson's estimator, {self.probes} probes"
+        text = f"{len(self.logp)} points: mean log q {self.logp.mean():.4f} ({how})"
+        if not self.exact:
+            text += f"; standard error per point: mean {self.spread.mean():.3g}, max {self.spread.max():.3g}"
+        return text
+
+
+def divergence_slope(slope, D, probes=None):
+    """The slope of the augmented state ``y = (x, I_1..I_K)`` for :func:`physfield.lines.follow_z`:
+    ``(s(z, x), div_x s)``, the divergence exact (``probes`` ``None``; one column) or one Hutchinson
+    estimate per probe (``probes``: a ``(K, n, D)`` tensor of Rademacher vectors; ``K`` columns)."""
+
+    def augmented(z, y):
+        with torch.enable_grad():
+            x = y[:, :D].detach().requires_grad_(True)
+            s, bad = slope(z, x)
+            if probes is None:
+                div = sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(D))[:, None]
+            else:
+                div = torch.stack([(torch.autograd.grad((s * e).sum(), x, retain_graph=True)[0] * e).sum(dim=1)
+                                   for e in probes], dim=1)
+        return torch.cat([s.detach(), div.detach()], dim=1), bad
+
+    return augmented
+
+
+def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, seed=0, labels=None, guidance=0.0,
+             device="cpu"):
+    """``log q(x)`` of the rows of ``points (n, D)`` under the learned transport (module
+    docstring); a :class:`LogProb`. ``exact``: the exact divergence (default: when ``D <=
+    EXACT_MAX_D``), else ``probes`` Hutchinson vectors (seeded by ``seed``). ``labels``, ``guidance``:
+    a conditional run's class per point and guidance, as in :func:`learn.sample.sample`."""
+    cache = run["cache"]
+    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != D:
+        raise ValueError(f"points must be rows (n, {D}) for this run, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("points contain NaN or Inf")
+    if lines_of(run) == "arc":
+        raise ValueError("log-likelihoods follow lines in z; this run's field is followed in arc length")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(points),):
+            raise ValueError(f"need one label per point: {len(points)} points, labels of shape {labels.shape}")
+    check_labels(run, None if labels is None else labels.tolist(), guidance)
+    exact = D <= EXACT_MAX_D if exact is None else bool(exact)
+    if not exact and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 2):
+        raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")
+    y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
+    net = conditioned(model, y, guidance)
+    slope = slope_fn(net, run["train"]["target"] == "velocity", None, L)
+    x = torch.from_numpy(points).to(device=device, dtype=torch.float64)
+    model.to(torch.float64)
+    try:
+        if exact:
+            e, K = None, 1
+        else:
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            e = (torch.randint(0, 2, (probes, len(x), D), generator=g) * 2 - 1).to(device=device, dtype=x.dtype)
+            K = probes
+        state = torch.cat([x, torch.zeros(len(x), K, dtype=x.dtype, device=device)], dim=1)
+        end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method).x
+    finally:
+        model.to(torch.float32)
+    x0, integral = end[:, :D].cpu().numpy(), end[:, D:].cpu().numpy()  # integral = int_L^eps div dz
+    estimates = pdata.log_density(cache["source"], x0)[:, None] + integral
+    spread = np.zeros(len(x0)) if exact else estimates.std(axis=1, ddof=1) / np.sqrt(K)
+    return LogProb(estimates.mean(axis=1), spread, x0, exact, 0 if exact else K)
