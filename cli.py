@@ -410,8 +410,9 @@ def learned_lines_options(method):
 @click.option("--label", "label_args", multiple=True,
               help="conditional runs: the class to generate (repeatable), or 'all' for every class of the "
                    "run's target; --n samples per label, in label order.")
-@click.option("--guidance", type=float, default=0.0, show_default=True,
-              help="classifier-free guidance w: f = (1 + w) f(x | label) - w f(x | none).")
+@click.option("--guidance", type=float, default=None,
+              help="classifier-free guidance w: f = (1 + w) f(x | label) - w f(x | none) [default with "
+                   "--label: 0.25, the best measured].")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
               help="also save each sample's label as .npy, for `learn eval --labels`.")
 @one_line_errors
@@ -459,7 +460,8 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
 @click.option("--spread", "spread_path", type=click.Path(dir_okay=False), default=None,
               help="also save the standard error of each log q(x) (Hutchinson) as .npy.")
 @click.option("--label", type=click.IntRange(min=0), default=None, help="conditional runs: the class of every point.")
-@click.option("--guidance", type=float, default=0.0, show_default=True, help="classifier-free guidance w.")
+@click.option("--guidance", type=float, default=None,
+              help="classifier-free guidance w [default with --label: 0.25, as learn sample].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the probes.")
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)

@@ -14,7 +14,8 @@ For each seed ``S`` it runs the README's conditional commands as subprocesses::
 with ``--targets-args`` / ``--train-args`` appended, and prints one row per guidance ``W``: the
 share of samples ``learn.classifier`` reads as the label asked for (mean over the classes and the
 worst class), the Frechet distance of each class's samples to its real held-out digits (mean over
-classes) and the confident share; means over the seeds.
+classes) and the confident share; means over the seeds; and a last row with the same scores of the
+classifier's training split of the real digits (the floor of the per-class Frechet distance).
 """
 
 from __future__ import annotations
@@ -47,12 +48,29 @@ def run_seed(seed, args, work):
            "--labels", lab, "--seed", seed)
         per = json.loads(sh("learn", "eval", "--samples", s, "--reference", "digits", "--labels", lab,
                             "--json"))["digits"]["per_label"]
-        acc = [v["accuracy"] for v in per.values()]
-        rows[w] = {"accuracy": float(np.mean(acc)), "worst": float(np.min(acc)),
-                   "fd": float(np.mean([v["fd"] for v in per.values()])),
-                   "confident": float(np.mean([v["confident"] for v in per.values()]))}
+        rows[w] = summary(per)
         print(f"seed {seed} w {w}: {rows[w]}", flush=True)
     return rows
+
+
+def summary(per):
+    """Means over the classes of ``classifier.per_label``'s scores, the worst class's accuracy, and
+    each class's accuracy and Frechet distance."""
+    acc = [v["accuracy"] for v in per.values()]
+    return {"accuracy": float(np.mean(acc)), "worst": float(np.min(acc)),
+            "fd": float(np.mean([v["fd"] for v in per.values()])),
+            "confident": float(np.mean([v["confident"] for v in per.values()])),
+            "per_class": {int(c): (v["accuracy"], v["fd"]) for c, v in per.items()}}
+
+
+def real_row():
+    """The same scores for the classifier's training split of the real digits (their own labels):
+    the floor of the per-class Frechet distance against the ~60 held-out digits of each class."""
+    from learn import classifier
+
+    x, y = classifier.digits()
+    train = classifier.split()[0]
+    return summary(classifier.per_label(x[train], y[train]))
 
 
 def main():
@@ -77,6 +95,17 @@ def main():
     for w in args.guidance:
         mean = {k: np.mean([r[w][k] for r in results]) for k in ("accuracy", "worst", "fd", "confident")}
         print(f"| {w:g} | {mean['accuracy']:.3f} | {mean['worst']:.3f} | {mean['fd']:.2f} | {mean['confident']:.3f} |")
+    real = real_row()
+    print(f"| real digits (training split) | {real['accuracy']:.3f} | {real['worst']:.3f} | {real['fd']:.2f} | "
+          f"{real['confident']:.3f} |")
+    classes = sorted(real["per_class"])
+    print("\nPer class, read as the label asked / Frechet distance to its held-out real digits (mean over seeds):\n")
+    print("| guidance w | " + " | ".join(map(str, classes)) + " |")
+    print("|---:|" + "---|" * len(classes))
+    for name, per in [(f"{w:g}", [r[w]["per_class"] for r in results]) for w in args.guidance] + \
+            [("real", [real["per_class"]])]:
+        cells = [f"{np.mean([p[c][0] for p in per]):.3f} / {np.mean([p[c][1] for p in per]):.1f}" for c in classes]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

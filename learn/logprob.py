@@ -79,7 +79,7 @@ def divergence_slope(slope, D, probes=None):
     return augmented
 
 
-def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, seed=0, labels=None, guidance=0.0,
+def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, seed=0, labels=None, guidance=None,
              device="cpu"):
     """``log q(x)`` of the rows of ``points (n, D)`` under the learned transport (module
     docstring); a :class:`LogProb`. ``exact``: the exact divergence (default: when ``D <=
@@ -98,7 +98,7 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         labels = np.asarray(labels)
         if labels.shape != (len(points),):
             raise ValueError(f"need one label per point: {len(points)} points, labels of shape {labels.shape}")
-    check_labels(run, None if labels is None else labels.tolist(), guidance)
+    guidance = check_labels(run, None if labels is None else labels.tolist(), guidance)
     exact = D <= EXACT_MAX_D if exact is None else bool(exact)
     if not exact and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 2):
         raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")

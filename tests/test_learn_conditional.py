@@ -18,7 +18,7 @@ from physfield import targets as tg
 def caches(tmp_path_factory):
     root = tmp_path_factory.mktemp("conditional")
     paths = {"g8": root / "g8.h5", "plain": root / "plain.h5", "digits": root / "digits.h5"}
-    tg.generate(pf.StrongField(6.0), "gaussian", "8gaussians", 16384, paths["g8"], seed=1, conditional=True)
+    tg.generate(pf.StrongField(6.0), "gaussian", "8gaussians", 8192, paths["g8"], seed=1, conditional=True)
     tg.generate(pf.StrongField(6.0), "gaussian", "8gaussians", 1024, paths["plain"], seed=1)
     tg.generate(pf.StrongField(6.0), "gaussian", "digits", 512, paths["digits"], batch=64, conditional=True)
     return paths
@@ -27,7 +27,7 @@ def caches(tmp_path_factory):
 @pytest.fixture(scope="module")
 def g8_run(caches, tmp_path_factory):
     out = tmp_path_factory.mktemp("g8run") / "run"
-    result = invoke("train", "--targets", caches["g8"], "--out", out, "--steps", 800, "--lr", 3e-3, "--hidden", 128)
+    result = invoke("train", "--targets", caches["g8"], "--out", out, "--steps", 400, "--lr", 3e-3, "--hidden", 64)
     assert result.exit_code == 0, result.output
     return out
 
@@ -65,6 +65,9 @@ def test_guidance_is_the_extrapolation_of_the_conditional_field():
     for w in (0.0, 1.0, 3.0):
         assert torch.allclose(sample.conditioned(net, y, w)(p), (1 + w) * cond - w * uncond, atol=1e-6)
     assert sample.conditioned(net, None, 0.0) is net
+    run = {"net": {"n_classes": 3}, "field": pf.StrongField(6.0).params()}
+    assert sample.check_labels(run, [0, 2], None) == sample.GUIDANCE and sample.check_labels(run, None, None) == 0
+    assert f"--label: {sample.GUIDANCE:g}," in " ".join(invoke("sample", "--help").output.split())
 
 
 @pytest.mark.parametrize("p_uncond,trained,frozen", [(1.0, "none", "classes"), (0.0, "classes", "none")])
