@@ -94,11 +94,8 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         raise ValueError("points contain NaN or Inf")
     if lines_of(run) == "arc":
         raise ValueError("log-likelihoods follow lines in z; this run's field is followed in arc length")
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (len(points),):
-            raise ValueError(f"need one label per point: {len(points)} points, labels of shape {labels.shape}")
-    guidance = check_labels(run, None if labels is None else labels.tolist(), guidance)
+    labels = None if labels is None else np.asarray(labels)
+    guidance = check_labels(run, None if labels is None else labels.tolist(), guidance, len(points))
     exact = D <= EXACT_MAX_D if exact is None else bool(exact)
     if not exact and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 2):
         raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")

@@ -62,7 +62,7 @@ class LabelEmbedding(nn.Module):
 
     def forward(self, labels, n, device):
         if labels is None:
-            labels = torch.full((n,), self.n_classes, dtype=torch.long, device=device)
+            labels = none_labels(self.n_classes, n, device)
         return self.table(labels.long())
 
 

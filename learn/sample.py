@@ -146,10 +146,13 @@ def conditioned(model, labels=None, guidance=0.0):
     return guided
 
 
-def check_labels(run, labels, guidance):
+def check_labels(run, labels, guidance, n=None):
     """The guidance to use (``None``: :data:`GUIDANCE` with labels, 0 without); a one-line
     ``ValueError`` unless ``labels`` (a sequence of ints, or ``None``) and ``guidance`` fit the run:
-    a conditional net, labels in ``0 .. n_classes - 1``, ``guidance >= 0`` with labels."""
+    one label per line (``n`` lines, when given), a conditional net, labels in ``0 .. n_classes -
+    1``, ``guidance >= 0`` with labels."""
+    if labels is not None and n is not None and np.shape(labels) != (n,):
+        raise ValueError(f"need one label per line: {n} lines, labels of shape {np.shape(labels)}")
     if labels is None:
         if guidance:
             raise ValueError("guidance needs labels (--label)")
@@ -231,11 +234,8 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the docstring).
     ``labels``: the class of each of the ``n`` lines (a conditional net), ``guidance``: its ``w``
     (default :data:`GUIDANCE` with labels)."""
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (n,):
-            raise ValueError(f"need one label per sample: n={n}, labels of shape {labels.shape}")
-    guidance = check_labels(run, None if labels is None else labels.tolist(), guidance)
+    labels = None if labels is None else np.asarray(labels)
+    guidance = check_labels(run, None if labels is None else labels.tolist(), guidance, n)
     cache = run["cache"]
     D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
     source = cache["source"] if source is None else source
