@@ -26,7 +26,7 @@ import numpy as np
 
 from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.plans import NAMES as PLANS
-from physfield.targets.sampler import NOISE, PLAN
+from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 
 
 def rows_table(rows):
@@ -262,6 +262,8 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
                    f"[default: {NOISE}, the best measured; the same at every L].")
 @click.option("--lambda", "lam", type=float, default=None,
               help="the IFM paper's knob instead of --noise: spread lambda sqrt(min(z, L - z)).")
+@click.option("--z-schedule", type=click.Choice(list(Z_SCHEDULES)), default=Z_SCHEDULE, show_default=True,
+              help="law of the training points' z: uniform, or logit-normal (more points mid-gap).")
 @click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance.")
 @click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0].")
 @click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: L/2].")
@@ -291,8 +293,9 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="attempts more for a shard that fails.")
 @one_line_errors
-def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, L, sigma0, d, extra, seed, backend, out, resume,
-            overwrite, store_pairs, conditional, within_class, workers, ray_address, shard_points, copy, retries):
+def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, z_schedule, L, sigma0, d, extra, seed, backend,
+            out, resume, overwrite, store_pairs, conditional, within_class, workers, ray_address, shard_points, copy,
+            retries):
     """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5.
 
     With --workers or --ray the run is cut into shards (OUT.shards/shard-*.h5) computed in
@@ -321,7 +324,7 @@ def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, L, sigma
         result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, noise=noise, lam=lam, seed=seed, reg=reg,
                              dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
                              progress=True, engine=engine, shard_points=shard_points, copy=copy, retries=retries,
-                             conditional=conditional, within_class=within_class)
+                             conditional=conditional, within_class=within_class, z_schedule=z_schedule)
     finally:
         if engine is not None:
             engine.close()

@@ -83,6 +83,8 @@ def test_targets_writes_resumes_and_refuses(tmp_path):
         u = cache.targets[:]
         assert np.allclose((u.astype(np.float64) ** 2).sum(axis=1), 1, atol=1e-5)
     assert "seed" in one_line_error(invoke(*args, "--n", "80", "--resume", "--seed", "3"))
+    assert "z_schedule" in one_line_error(invoke(*args, "--n", "80", "--resume", "--z-schedule", "logit-normal"))
+    assert "'cosine' is not one of" in one_line_error(invoke(*args, "--n", "80", "--z-schedule", "cosine"))
 
 
 def test_targets_refuses_a_foreign_file(tmp_path):

@@ -109,13 +109,13 @@ def recompute(c, k, field):
 
 @given(B=st.integers(1, 12), batches=st.integers(1, 3), last=st.integers(1, 12),
        plan=st.sampled_from(targets.PLAN_NAMES), lam=st.sampled_from([0.0, 0.4, 2.0]), D=st.integers(1, 4),
-       seed=st.integers(0, 2**32 - 1))
-def test_strong_targets_equal_recomputation_from_stored_pairs(B, batches, last, plan, lam, D, seed):
+       seed=st.integers(0, 2**32 - 1), z_schedule=st.sampled_from(list(targets.Z_SCHEDULES)))
+def test_strong_targets_equal_recomputation_from_stored_pairs(B, batches, last, plan, lam, D, seed, z_schedule):
     n = (batches - 1) * B + min(last, B)  # the last batch full or truncated
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "t.h5"
         generate(STRONG, f"gaussian:{D}", f"gaussian:{D}", n, out, batch=B, plan=plan, lam=lam, seed=seed,
-                 store_pairs=True)
+                 store_pairs=True, z_schedule=z_schedule)
         with open_cache(out, verify=True) as c:
             U, log_norm, ess = c.targets[:], c.log_norm[:], c.ess[:]
             partner = c.pairs["partner"][:]
@@ -138,6 +138,26 @@ def test_strong_targets_equal_recomputation_from_stored_pairs(B, batches, last, 
                 _, _, e = STRONG.direction(P, A, Q, plan=pi, backend="numpy", return_ess=True)
                 assert np.allclose(ess[rows], e, rtol=1e-9)
                 assert np.all((ess[rows] >= 1 - 1e-9) & (ess[rows] <= np.count_nonzero(pi) + 1e-9))
+
+
+def test_z_schedules_draw_their_laws(tmp_path):
+    """``uniform``: ``t = z/L ~ U(0, 1)``; ``logit-normal``: ``log(t / (1 - t)) ~ N(0, 1)``. Each
+    cache passes its own law's Kolmogorov-Smirnov test and fails the other's (4096 points), and
+    records a schedule other than the default in ``z_schedule``."""
+    from scipy import stats
+
+    t = {}
+    for schedule in targets.Z_SCHEDULES:
+        out = tmp_path / f"{schedule}.h5"
+        generate(STRONG, "gaussian:1", "gaussian:1", 4096, out, batch=256, plan="paired", seed=3, z_schedule=schedule)
+        with open_cache(out, verify=True) as c:
+            t[schedule] = c.points[:, 0].astype(np.float64) / 6.0
+            assert c.attrs.get("z_schedule") == (None if schedule == targets.Z_SCHEDULE else schedule)
+    logit = {k: np.log(v / (1 - v)) for k, v in t.items()}
+    assert stats.kstest(t["uniform"], "uniform").pvalue > 1e-3
+    assert stats.kstest(logit["logit-normal"], "norm").pvalue > 1e-3
+    assert stats.kstest(t["logit-normal"], "uniform").pvalue < 1e-6
+    assert stats.kstest(logit["uniform"], "norm").pvalue < 1e-6
 
 
 @pytest.mark.parametrize("plan", ["paired", "optimal"])
@@ -347,7 +367,8 @@ def test_bad_values_are_refused_by_verify(cache):
 
 @pytest.mark.parametrize("change,name", [({"lam": 0.7}, "lambda"), ({"seed": 3}, "seed"),
                                          ({"plan": "paired"}, "plan"), ({"batch": 32}, "B"),
-                                         ({"target": "circles"}, "target")])
+                                         ({"target": "circles"}, "target"),
+                                         ({"z_schedule": "logit-normal"}, "z_schedule")])
 def test_resume_refuses_a_mismatch_naming_it(cache, change, name):
     before = cache.read_bytes()
     kw = {"batch": 64, "seed": 2, "target": "moons", **change}
@@ -372,6 +393,7 @@ def test_existing_output_needs_resume_or_overwrite(cache):
     (STRONG, {"n": 2.5}, "n must be a positive integer"),
     (STRONG, {"batch": 0}, "batch must be"),
     (STRONG, {"plan": "greedy"}, "plan must be one of"),
+    (STRONG, {"z_schedule": "cosine"}, "z_schedule must be one of"),
     (STRONG, {"lam": -1}, "lambda must be >= 0"),
     (STRONG, {"lam": float("nan")}, "lambda must be finite"),
     (STRONG, {"lam": "x"}, "lambda must be a number"),

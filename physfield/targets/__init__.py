@@ -8,8 +8,9 @@ schema), ``shards`` (a run cut into shard files joined by an HDF5 virtual datase
 
 from . import engines, shards
 
-from .sampler import NOISE, OUTSIDE, PLAN_NAMES, Run, batch, make_run
+from .sampler import NOISE, OUTSIDE, PLAN_NAMES, Z_SCHEDULE, Z_SCHEDULES, Run, batch, make_run
 from .store import ATTRS, COMPRESSION, FORMAT, SCHEMA_VERSION, Cache, GenerateResult, generate, open_cache
 
 __all__ = ["engines", "shards", "generate", "open_cache", "Cache", "GenerateResult", "make_run", "batch", "Run", "FORMAT",
-           "SCHEMA_VERSION", "ATTRS", "COMPRESSION", "NOISE", "OUTSIDE", "PLAN_NAMES"]
+           "SCHEMA_VERSION", "ATTRS", "COMPRESSION", "NOISE", "OUTSIDE", "PLAN_NAMES", "Z_SCHEDULE",
+           "Z_SCHEDULES"]

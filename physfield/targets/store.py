@@ -18,8 +18,10 @@ incompressible floats; other HDF5 readers need the LZF filter plugin) and checks
 ``ATTRS``: format, schema_version, field (JSON: kind and every parameter), L, D, plan, B, lambda,
 eps, outside_fraction, seed, source, target, store_pairs, backend, version, plus ``reg`` for
 sinkhorn, ``data_shape`` (e.g. ``(1, 8, 8)``) when the source, else the target, is an image
-set, ``conditional`` and ``n_classes`` in a conditional cache and ``within_class`` for a
-within-class plan (caches without them read as unconditional). The field's ``kind`` is its registered name or ``module:Class``
+set, ``conditional`` and ``n_classes`` in a conditional cache, ``within_class`` for a
+within-class plan (caches without them read as unconditional) and ``z_schedule`` when the
+training points' ``z`` were not drawn uniformly (:mod:`physfield.targets.sampler`). The
+field's ``kind`` is its registered name or ``module:Class``
 (:func:`physfield.fields.from_params` rebuilds it). With ``store_pairs`` (verification mode) the
 group ``pairs`` keeps each batch's ``sources (batches, B, D)``, ``sinks (batches, B, D)`` and
 dense ``plan (batches, B, B)`` in float64 and each point's ``partner (n,)`` sink index (its
@@ -58,8 +60,8 @@ COMPRESSION = {"compression": "lzf", "shuffle": True, "fletcher32": True}
 CHUNK_BYTES = 1 << 20  # largest chunk of points/targets
 ATTRS = ("format", "schema_version", "field", "L", "D", "plan", "reg", "B", "lambda", "eps",
          "outside_fraction", "seed", "source", "target", "data_shape", "store_pairs", "backend",
-         "version", "conditional", "n_classes", "within_class")
-OPTIONAL_ATTRS = ("reg", "data_shape", "conditional", "n_classes", "within_class")
+         "version", "conditional", "n_classes", "within_class", "z_schedule")
+OPTIONAL_ATTRS = ("reg", "data_shape", "conditional", "n_classes", "within_class", "z_schedule")
 UNIT_TOL = 1e-5  # |targets| = 1 within float32 rounding
 DATASETS = ("points", "targets", "log_norm", "ess")  # one row per point (and labels, :func:`datasets`)
 PAIRS = ("sources", "sinks", "plan")  # group pairs: one entry per batch (plus partner, per point)
@@ -92,7 +94,7 @@ class GenerateResult:
 def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noise=None, lam=None, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
              store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2,
-             conditional=False, within_class=False):
+             conditional=False, within_class=False, z_schedule=None):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
 
     ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
@@ -111,12 +113,15 @@ def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noi
     ``retries``: attempts more per failed shard); the cache's datasets are the same bytes as
     without an engine. ``conditional``: store each point's class (its sink's label) in
     ``labels`` with the class-conditional field as its target; ``within_class``: pair only
-    samples of the same class (both need labelled data, :mod:`physfield.targets.sampler`). Returns a :class:`GenerateResult`. Bad arguments are a one-line
+    samples of the same class (both need labelled data, :mod:`physfield.targets.sampler`).
+    ``z_schedule``: the law of the training points' ``z``, ``uniform`` (the default
+    :data:`~physfield.targets.sampler.Z_SCHEDULE`) or ``logit-normal`` (the sampler's module
+    docstring). Returns a :class:`GenerateResult`. Bad arguments are a one-line
     ``ValueError`` raised before any file is touched. See the module docstring for the sampling
     and layout.
     """
     run = sampler.make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside_fraction, seed, dim,
-                           backend, store_pairs, conditional, within_class)
+                           backend, store_pairs, conditional, within_class, z_schedule)
     n = positive_int("n", n)
     out = Path(out)
     if out.is_dir():
@@ -182,6 +187,7 @@ def run_attrs(run):
         "store_pairs": run.store_pairs, "backend": run.backend, "version": __version__,
         "conditional": True if run.conditional else None, "n_classes": run.n_classes,
         "within_class": True if run.within_class else None,
+        "z_schedule": None if run.z_schedule == "uniform" else run.z_schedule,
     }
     return {k: v for k, v in attrs.items() if v is not None}
 
