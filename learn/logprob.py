@@ -28,6 +28,7 @@ would break the divergence), for the run's net, label and guidance.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,21 +101,17 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
     if not exact and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 2):
         raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
-    net = conditioned(model, y, guidance)
+    net = conditioned(copy.deepcopy(model).to(torch.float64), y, guidance)  # the caller's model is left as it is
     slope = slope_fn(net, run["train"]["target"] == "velocity", None, L)
     x = torch.from_numpy(points).to(device=device, dtype=torch.float64)
-    model.to(torch.float64)
-    try:
-        if exact:
-            e, K = None, 1
-        else:
-            g = torch.Generator(device="cpu").manual_seed(seed)
-            e = (torch.randint(0, 2, (probes, len(x), D), generator=g) * 2 - 1).to(device=device, dtype=x.dtype)
-            K = probes
-        state = torch.cat([x, torch.zeros(len(x), K, dtype=x.dtype, device=device)], dim=1)
-        end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method).x
-    finally:
-        model.to(torch.float32)
+    if exact:
+        e, K = None, 1
+    else:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        e = (torch.randint(0, 2, (probes, len(x), D), generator=g) * 2 - 1).to(device=device, dtype=x.dtype)
+        K = probes
+    state = torch.cat([x, torch.zeros(len(x), K, dtype=x.dtype, device=device)], dim=1)
+    end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method).x
     x0, integral = end[:, :D].cpu().numpy(), end[:, D:].cpu().numpy()  # integral = int_L^eps div dz
     estimates = pdata.log_density(cache["source"], x0)[:, None] + integral
     spread = np.zeros(len(x0)) if exact else estimates.std(axis=1, ddof=1) / np.sqrt(K)

@@ -189,6 +189,18 @@ def test_log_prob_of_an_affine_map_is_the_gaussians(D):
     assert 1e-6 < np.max(np.abs(euler.logp - expected)) < 0.5
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_prob_leaves_the_callers_model_as_it_was(dtype):
+    """``log_prob`` integrates in float64 on a copy: the caller's net keeps its dtype and weights."""
+    _, run, x, _ = affine_case(2)
+    torch.manual_seed(0)
+    model = models.build(models.spec(2, 2, 6.0, 16, 2, 8)).to(dtype)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log_prob(model, run, x, steps=4)
+    after = model.state_dict()
+    assert all(after[k].dtype == dtype and torch.equal(after[k], v) for k, v in before.items())
+
+
 def test_hutchinson_estimate_is_unbiased_within_its_spread():
     net, run, x, expected = affine_case(6, seed=3)
     result = log_prob(net, run, x, steps=40, exact=False, probes=16, seed=1)
