@@ -27,6 +27,7 @@ import numpy as np
 from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.plans import NAMES as PLANS
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
+from physfield.validate import one_line
 
 
 def rows_table(rows):
@@ -66,7 +67,7 @@ def one_line_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (ValueError, OSError) as exc:
-            raise click.UsageError(" ".join(str(exc).split())) from None
+            raise click.UsageError(one_line(exc)) from None
 
     return wrapper
 
@@ -155,8 +156,10 @@ def physfield():
 
 @physfield.command()
 @field_options
+@click.option("--only", default=None, metavar="NAME,...",
+              help="measure only these checks (comma-separated row names) [default: all].")
 @one_line_errors
-def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json):
+def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json, only):
     """Measure a field's properties and mark each one pass or fail.
 
     The field is built between --n samples of --source (z = 0) and of --target (z = L).
@@ -169,7 +172,8 @@ def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
     start = time.perf_counter()
     field = build_field(spec, L, {"sigma0": sigma0, "d": d, **parse_params(extra)})
     A, B, probe_seed = draw_data(source, target, n, dim, seed)
-    rows, used = checks_report.measure(field, A, B, plan, backend, probe_seed)
+    only = None if only is None else [name.strip() for name in only.split(",") if name.strip()]
+    rows, used = checks_report.measure(field, A, B, plan, backend, probe_seed, only=only)
     report = {
         "field": field.params(),
         "config": {"source": source, "target": target, "dim": A.shape[1], "n": n, "plan": plan, "seed": seed,

@@ -9,7 +9,7 @@ Cases (``B = 256`` pairs per minibatch, ``K`` minibatches each, default 12):
 - ``digits``   the Coulomb field (``L = 20``) on the same data, ``paired``;
 - ``D=3072``   strong field, ``gaussian:3072 -> gaussian:3072`` (independent draws; the shift of
                the target does not change the work), ``paired``, with the default compression
-               (``targets.store.COMPRESSION``) and with gzip level 1 for comparison.
+               (``targets.writer.COMPRESSION``) and with gzip level 1 for comparison.
 
 Each case runs once into a fresh file in a temporary folder after a warm-up run (Numba
 compilation). Shares are of the wall time of ``generate``: ``data`` (draws and point
@@ -52,15 +52,15 @@ def cases():
 
 
 def run_case(folder, name, field, source, target, plan, compression, batches):
-    default = targets.store.COMPRESSION
-    targets.store.COMPRESSION = compression or default
+    default = targets.writer.COMPRESSION
+    targets.writer.COMPRESSION = compression or default
     try:
         kw = {"batch": B, "plan": plan, "seed": 0}
         targets.generate(field, source, target, B, folder / "warm.h5", overwrite=True, **kw)
         out = folder / f"{name.replace(' ', '_')}.h5"
         res = targets.generate(field, source, target, B * batches, out, **kw)
     finally:
-        targets.store.COMPRESSION = default
+        targets.writer.COMPRESSION = default
     with targets.open_cache(out) as c:
         raw = 2 * c.points.size * 4
         D = c.D
@@ -69,7 +69,7 @@ def run_case(folder, name, field, source, target, plan, compression, batches):
     return {"case": name, "D": D, "B": B, "n": res.new, "seconds": res.seconds,
             "points_per_s": res.points_per_second, "shares": shares,
             "write_MB_per_s": raw / 1e6 / res.timings["write"], "ratio": out.stat().st_size / raw,
-            "compression": (compression or targets.store.COMPRESSION)["compression"]}
+            "compression": (compression or targets.writer.COMPRESSION)["compression"]}
 
 
 def main():

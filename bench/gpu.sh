@@ -43,8 +43,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PHYSFIELD_TEST_GPU=1 PYTHONU
     echo '```'
 } > "$report"
 set +e
-timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_brute_force.py tests/test_bound.py \
-    tests/test_fields.py -k "not readme and not numba_kernels and not cli" 2>&1 | tail -25 >> "$report"
+timeout 240 "$py" -m pytest -q -p no:cacheprovider tests/kernels/test_gpu.py tests/kernels/test_brute_force.py tests/fields/test_bound.py \
+    tests/fields/test_fields.py -k "not readme and not numba_kernels and not cli" 2>&1 | tail -25 >> "$report"
 set -e
 echo '```' >> "$report"
 echo >> "$report"

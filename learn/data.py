@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from physfield import fields
+from physfield.validate import positive_int
 
 TARGETS = ("direction", "velocity")
 BUFFER_BYTES = 1 << 30
@@ -64,8 +65,7 @@ class Batches:
         if target == "velocity" and fields.from_params(cache.field_params).lines != "z":
             raise ValueError(f"--target velocity needs a field with u_z > 0 (lines followed in z), not "
                              f"{cache.field_params['kind']}; use direction")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        positive_int("batch", batch)
         self.cache, self.batch, self.seed, self.target = cache, batch, int(seed), target
         self.n = len(cache)
         if self.n == 0:

@@ -32,6 +32,7 @@ from scipy.spatial.distance import cdist, pdist
 
 from physfield import data as pdata
 from physfield.metrics import w2
+from physfield.validate import one_line
 
 EVAL_SEED = 20240605
 
@@ -61,7 +62,7 @@ def load_samples(path, what="samples"):
     try:
         x = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a .npy array ({' '.join(str(exc).split())})") from None
+        raise ValueError(f"{path} is not a .npy array ({one_line(exc)})") from None
     if x.ndim != 2 or len(x) == 0 or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{path}: expected a non-empty numeric (n, D) array, got {x.dtype} {x.shape}")
     if not np.isfinite(x).all():
@@ -77,7 +78,7 @@ def load_labels(path, n):
     except FileNotFoundError:
         raise ValueError(f"labels file not found: {path}") from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read labels {path} as .npy: {' '.join(str(exc).split())}") from None
+        raise ValueError(f"cannot read labels {path} as .npy: {one_line(exc)}") from None
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.shape != (n,):
         raise ValueError(f"labels {path} must be {n} integers (one per sample), got "
                          f"{getattr(labels, 'dtype', type(labels))} {getattr(labels, 'shape', '')}")

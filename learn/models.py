@@ -33,6 +33,8 @@ import math
 import torch
 from torch import nn
 
+from physfield.validate import positive_int
+
 W_MAX = 100.0
 HIDDEN = {"mlp": 256, "unet": 32}  # default width: MLP units, UNet channels
 
@@ -153,8 +155,7 @@ def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None):
                              f"got {shape}")
         net.update(kind="unet", shape=shape)
     if n_classes is not None:
-        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-            raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+        positive_int("n_classes", n_classes)
         net["n_classes"] = n_classes
     return net
 

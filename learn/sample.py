@@ -60,6 +60,7 @@ import torch
 
 from physfield import data as pdata
 from physfield import lines
+from physfield.validate import positive_int
 
 from . import models
 from .train import load_checkpoint
@@ -261,8 +262,7 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     """The Coulomb branch of :func:`sample`: arc length from ``(eps, x0)`` (module docstring)."""
     cache = run["cache"]
     D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    positive_int("steps", steps)
     c, r = support_ball(cache["target"], D)
     max_steps = ARC_STEP_CAP * steps if max_steps is None else max_steps
     radius = ARC_RADIUS * (L + r) if radius is None else radius

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .validate import array as _checked
+from .validate import one_line, positive_int
 
 NOISE = 0.1  # std of the isotropic Gaussian noise on moons, circles and swissroll
 
@@ -209,7 +210,7 @@ def _classes_text(present):
 
 def _draw(spec, n, seed, dim, labels):
     source = _source(spec, dim)
-    n = _positive_int("n", n)
+    n = positive_int("n", n)
     try:
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError):
@@ -261,7 +262,7 @@ def _source(spec, dim=None):
             if not arg.isdecimal():
                 raise ValueError(f"gaussian dimension must be a positive integer ('gaussian:3'), got {arg!r}")
             D = int(arg)
-        D = _positive_int("gaussian dimension", D)
+        D = positive_int("gaussian dimension", D)
         draw, shape_ = partial(_gaussian, dim=D), None
     elif name in TOYS:
         if arg is not None:
@@ -273,7 +274,7 @@ def _source(spec, dim=None):
     else:
         rows, shape_ = _read(name, arg)
         draw, D = partial(_resample, rows, None), rows.shape[1]
-    if dim is not None and _positive_int("dim", dim) != D:
+    if dim is not None and positive_int("dim", dim) != D:
         raise ValueError(f"data source {spec!r} is {D}-dimensional, but dim={dim} was asked")
     return _Source(draw, shape_, classes, present)
 
@@ -296,13 +297,6 @@ def _parse(spec):
         known = ", ".join(NAMES)
         raise ValueError(f"unknown data source {name!r}; known: {known}, PATH.npy, PATH.h5:DATASET")
     return name, arg if colon else None
-
-
-def _positive_int(name, value):
-    """``value`` as a positive int (a Python or NumPy integer, not a bool)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _resample(rows, row_labels, n, rng, labels=None):
@@ -354,7 +348,7 @@ def _read(kind, arg):
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {path} as .npy: {_one_line(exc)}") from None
+            raise ValueError(f"cannot read {path} as .npy: {one_line(exc)}") from None
         if not isinstance(array, np.ndarray):  # an .npz archive renamed .npy
             raise ValueError(f"{path} is not a single .npy array")
     else:
@@ -379,8 +373,4 @@ def _read_h5(path, dataset):
                 raise ValueError(f"{path} has no dataset {dataset!r}; it has: {', '.join(names) or 'none'}")
             return node[()]
     except OSError as exc:
-        raise ValueError(f"cannot read {path} as HDF5: {_one_line(exc)}") from None
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split())
+        raise ValueError(f"cannot read {path} as HDF5: {one_line(exc)}") from None

@@ -78,6 +78,7 @@ SUPER_TOL = 1e-9  # superposition: relative error
 P_MIN = 1e-3  # pairing: smallest p-value
 MAX_IS_DIM = 3  # plane flux and transport: importance sampling from the crossings resolves E_z up to this D
 PAIRING_PROPOSALS = 256  # sphere proposals per line of the pairing configuration (its starts' bias ~ 1/m)
+MAX_STEPS = 4000  # steps after which a line that has not ended is lost
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Setup:
     backend: str
     rng: np.random.Generator
     n_lines: int = N_LINES
+    max_steps: int = MAX_STEPS
 
     @property
     def dim(self):
@@ -133,16 +135,16 @@ class Setup:
         origin = np.zeros((1, self.small_dim))
         bound = self.field.bind(origin, origin, plan=np.ones((1, 1)), backend=self.backend)
         geometry = Geometry.of(origin, origin, self.L, r0=1e-3 * self.L)
-        starts, res = follow(bound, np.ones(1), geometry, N_SINGLE, self.rng, planes=self.L * np.asarray(PLANES),
-                             record=True)
+        starts, res = follow(bound, np.ones(1), geometry, N_SINGLE, self.rng, self.max_steps,
+                             planes=self.L * np.asarray(PLANES), record=True)
         return bound, geometry, starts, res
 
     @cached_property
     def lines(self):
         """``(starts, ArcLines)`` on ``PLANES`` and the probe planes, crossings recorded."""
         planes = np.concatenate([self.L * np.asarray(PLANES), self.probe_planes])
-        return follow(self.bound, self.marginals[0], self.geometry, self.n_lines, self.rng, planes=planes,
-                      record=True)
+        return follow(self.bound, self.marginals[0], self.geometry, self.n_lines, self.rng, self.max_steps,
+                      planes=planes, record=True)
 
 
 def finite(x):
@@ -356,7 +358,7 @@ def pairing_rows(s):
     pi /= pi.sum()
     bound = s.field.bind(A, B, plan=pi, backend=s.backend)
     geo = Geometry.of(A, B, L)
-    starts, res = follow(bound, pi.sum(axis=1), geo, s.n_lines, rng, proposals=PAIRING_PROPOSALS)
+    starts, res = follow(bound, pi.sum(axis=1), geo, s.n_lines, rng, s.max_steps, proposals=PAIRING_PROPOSALS)
     arrived = res.status == STATUS.index("arrived")
     sink = np.argmin(cdist(res.end[:, 1:], B), axis=1)
     counts = np.array([np.sum(arrived & (starts.centre == a) & (sink == b)) for a, b in cells])
@@ -407,16 +409,37 @@ def gauss_rows(s):
     ]
 
 
-STEPS = (line_rows, plane_rows, divergence_rows, probe_rows, gauss_rows, superposition_rows, pairing_rows)
+#: each procedure and the rows it gives, in the order they run
+STEPS = {
+    line_rows: ("lines_arrived", "lines_flux", "lines_reversed", "lines_leaked"),
+    plane_rows: ("plane_flux", "transport", "transport_pair"),
+    divergence_rows: ("divergence",),
+    probe_rows: ("min_ez", "ez_negative", "max_outside"),
+    gauss_rows: ("gauss", "backward_flux", "leakage"),
+    superposition_rows: ("superposition",),
+    pairing_rows: ("pairing",),
+}
+ROWS = tuple(name for names in STEPS.values() for name in names)
 
 
-def measure(field, A, B, plan, backend, seed, n_lines=N_LINES):
-    """Measure every property of ``field`` with its charges and plan; returns ``(rows, backend name)``."""
+def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STEPS, only=None):
+    """Measure every property of ``field`` with its charges and plan; returns ``(rows, backend name)``.
+
+    ``n_lines`` lines are followed for the line checks and the pairing configuration, each for at
+    most ``max_steps`` steps (a line still going is ``lost``: it did not arrive). ``only``: names
+    of :data:`ROWS` to measure (the procedures that give them run; the other rows are left out);
+    all by default.
+    """
+    only = ROWS if only is None else tuple(only)
+    unknown = sorted(set(only) - set(ROWS))
+    if unknown:
+        raise ValueError(f"unknown check {', '.join(map(repr, unknown))}; the checks: {', '.join(ROWS)}")
+    steps = [step for step, names in STEPS.items() if set(names) & set(only)]
     rng = np.random.default_rng(seed)
     plan = plans.resolve(plan, A, B)
     s = Setup(field, np.asarray(A, np.float64), np.asarray(B, np.float64), plan, get_backend(backend).name, rng,
-              n_lines)
+              n_lines, int(max_steps))
     rows = []
-    for step in tqdm(STEPS, desc=f"checking {field!r}", unit="check", leave=False, disable=None, file=sys.stderr):
-        rows.extend(step(s))
+    for step in tqdm(steps, desc=f"checking {field!r}", unit="check", leave=False, disable=None, file=sys.stderr):
+        rows.extend(row for row in step(s) if row["name"] in only)
     return sorted(rows, key=lambda r: r["status"] in ("measured", "n/a")), s.backend

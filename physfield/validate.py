@@ -68,3 +68,26 @@ def positive(name, value):
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return float(value)
+
+
+def positive_int(name, value):
+    """``value`` as a positive ``int`` (a Python or NumPy integer, not a bool); else a one-line
+    ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def finite_number(name, value, low=-np.inf, strict=False):
+    """``value`` as a finite ``float``, ``> low`` (``strict``) or ``>= low``; else a one-line
+    ``ValueError`` naming ``name`` (a bool or a string is not a number)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not np.isfinite(value) or value < low or (strict and value == low):
+        bound = f" {'>' if strict else '>='} {low:g}" if low > -np.inf else ""
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return float(value)
+
+
+def one_line(exc):
+    """The message of ``exc`` on one line (its whitespace runs, newlines included, as one space)."""
+    return " ".join(str(exc).split())

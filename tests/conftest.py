@@ -13,10 +13,7 @@ if os.environ.get("PHYSFIELD_TEST_GPU") != "1":
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from physfield.kernels import available  # noqa: E402
-
-#: the backends that can run here (numpy, numba; cupy with a GPU): every backend test runs over these
-BACKENDS = available()
+from tests.helpers import BACKENDS  # noqa: E402
 
 settings.register_profile(
     "physfield",
@@ -29,30 +26,7 @@ settings.register_profile(
 settings.load_profile("physfield")
 
 
-def one_line_error(result):
-    """A click result that failed on bad input: exit status 2 and exactly one ``Error:`` line,
-    no traceback. Returns that line."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
-
-
 @pytest.fixture(params=BACKENDS, scope="session")
 def backend(request):
     """Each registered backend usable on this machine, by name."""
     return request.param
-
-
-#: a tiny learn net and batch, for tests of the plumbing rather than of the learning
-TINY = ["--hidden", "32", "--depth", "2", "--emb", "8", "--batch", "64"]
-
-
-def invoke(*args):
-    """Run ``learn ARGS...`` in process (click's runner); the click result."""
-    from click.testing import CliRunner
-
-    from cli import learn
-
-    return CliRunner().invoke(learn, [str(a) for a in args])

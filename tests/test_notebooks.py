@@ -26,6 +26,8 @@ EXPECT = {
     "03_digits.ipynb": (["generation", "IFM-MB", "in-out", "classifier accuracy"], 3),
 }
 
+pytestmark = pytest.mark.slow  # each notebook in its own kernel
+
 
 def outputs(nb):
     """All text the code cells printed or returned, and the number of PNG images they showed."""

@@ -24,6 +24,8 @@ import multiprocessing
 import os
 import re
 
+from ..validate import one_line, positive_int
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in Ray's error messages
 
 
@@ -67,9 +69,7 @@ class Pool(Engine):
     """``workers`` local processes, each with ``cores // workers`` threads (at least 1)."""
 
     def __init__(self, workers):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        self.workers = workers
+        self.workers = positive_int("workers", workers)
         self._pool = None
 
     def _executor(self):
@@ -123,7 +123,7 @@ class Ray(Engine):
                 ray.init(**kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ValueError(f"cannot connect to Ray at {address or 'a new local instance'}: "
-                                 f"{' '.join(str(exc).split())[:200]}") from None
+                                 f"{one_line(exc)[:200]}") from None
         self.resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         self.max_retries = max_retries
         self.workers = int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))

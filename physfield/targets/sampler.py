@@ -75,6 +75,7 @@ import numpy as np
 from .. import data, plans
 from ..fields import Field
 from ..kernels import get_backend
+from ..validate import positive_int
 
 Z_SCHEDULES = {
     "uniform": lambda rng, B, L, eps: rng.uniform(eps, L - eps, B),
@@ -187,12 +188,6 @@ def _check_labels(source, target, conditional, within_class):
         if missing:
             raise ValueError(f"source {source!r} holds class {missing[0]}, which target {target!r} does not")
     return target_classes[0] if conditional else None
-
-
-def positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _number(name, value):

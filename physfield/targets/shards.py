@@ -30,7 +30,10 @@ from pathlib import Path
 import h5py
 from tqdm.auto import tqdm
 
-from . import engines, store
+from . import engines
+from .reader import open_cache
+from .schema import PAIRS, check_same_run, datasets, mismatch, run_attrs
+from .writer import GenerateResult, append, create, publish, temporary, write_attrs, write_points
 
 #: default points per shard (rounded to whole batches)
 SHARD_POINTS = 1 << 16
@@ -68,12 +71,12 @@ def layout(run, n, out, shard_points=None):
 
 def write(run, shard):
     """Compute and store ``shard`` of ``run`` (written to a temporary name, then renamed). Returns
-    the shard's :class:`~physfield.targets.store.GenerateResult`."""
-    tmp = store.temporary(shard.path)
+    the shard's :class:`~physfield.targets.writer.GenerateResult`."""
+    tmp = temporary(shard.path)
     try:
-        result = store.write_points(run, tmp, shard.start, shard.stop, start=shard.start,
+        result = write_points(run, tmp, shard.start, shard.stop, start=shard.start,
                                     attrs={"shard_start": shard.start, "shard_stop": shard.stop})
-        store.publish(tmp, shard.path)
+        publish(tmp, shard.path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -87,9 +90,9 @@ def complete(run, shard):
     if not shard.path.is_file():
         return False
     try:
-        with store.open_cache(shard.path) as cache:
-            want = {**store.run_attrs(run), "shard_start": shard.start, "shard_stop": shard.stop}
-            return len(cache) == shard.stop - shard.start and store.mismatch(cache, want) is None
+        with open_cache(shard.path) as cache:
+            want = {**run_attrs(run), "shard_start": shard.start, "shard_stop": shard.stop}
+            return len(cache) == shard.stop - shard.start and mismatch(cache, want) is None
     except ValueError:
         return False
 
@@ -108,23 +111,23 @@ def merge(run, shards, out, copy=False):
     n-1``): virtual datasets naming the shards by relative paths, or with ``copy`` one
     self-contained file. Written to a temporary name and renamed."""
     n = shards[-1].stop
-    tmp = store.temporary(out)
+    tmp = temporary(out)
     try:
         with h5py.File(tmp, "w") as f:
             if copy:
                 _copy(run, shards, f)
             else:
                 _link(run, shards, n, Path(out).parent, f)
-        store.publish(tmp, out)
+        publish(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def _names(run):
-    names = list(store.datasets(run))
+    names = list(datasets(run))
     if run.store_pairs:
-        names += [f"pairs/{name}" for name in (*store.PAIRS, "partner")]
+        names += [f"pairs/{name}" for name in (*PAIRS, "partner")]
     return names
 
 
@@ -137,7 +140,7 @@ def _rows(run, name, start, stop):
 
 
 def _link(run, shards, n, base, f):
-    store.write_attrs(f, run, {})
+    write_attrs(f, run, {})
     with h5py.File(shards[0].path, "r") as first:
         meta = {name: (first[name].dtype, first[name].shape[1:]) for name in _names(run)}
     for name, (dtype, tail) in meta.items():
@@ -153,12 +156,12 @@ def _copy(run, shards, f):
     """The shards' rows appended to a new single-process layout in ``f``, :data:`COPY_ROWS` at a
     time (a shard at D = 3072 holds gigabytes)."""
     rows = COPY_ROWS
-    store.create(f, run, {})
+    create(f, run, {})
     for shard in shards:
         with h5py.File(shard.path, "r") as src:
             for name in _names(run):
                 for lo in range(0, src[name].shape[0], rows):
-                    store.append(f[name], src[name][lo:lo + rows])
+                    append(f[name], src[name][lo:lo + rows])
 
 
 
@@ -170,7 +173,7 @@ def generate(run, n, out, engine, *, shard_points=None, copy=False, resume=False
     ``resume``: keep the shards already complete and compute only the missing or incomplete
     ones (a cache at ``out`` with other attributes is refused); otherwise an existing ``out`` is
     refused unless ``overwrite``. A shard that fails is retried ``retries`` times. Returns a
-    :class:`~physfield.targets.store.GenerateResult`; the shard folder stays beside ``out``
+    :class:`~physfield.targets.writer.GenerateResult`; the shard folder stays beside ``out``
     (with ``copy`` the cache does not need it).
     """
     out = Path(out)
@@ -203,15 +206,15 @@ def generate(run, n, out, engine, *, shard_points=None, copy=False, resume=False
     merge(run, plan, out, copy)
     timings["merge"] = time.perf_counter() - t0
     new = sum(s.stop - s.start for s in todo)
-    return store.GenerateResult(str(out), n, new, time.perf_counter() - t_start, timings)
+    return GenerateResult(str(out), n, new, time.perf_counter() - t_start, timings)
 
 
 def _check_attrs(out, run):
     """Refuse to resume into ``out`` when it is a cache of another run (a cache that no longer
     opens, e.g. with a shard missing, is rebuilt from whatever shards are complete)."""
     try:
-        cache = store.open_cache(out)
+        cache = open_cache(out)
     except ValueError:
         return
     with cache:
-        store.check_same_run(out, cache, store.run_attrs(run))
+        check_same_run(out, cache, run_attrs(run))

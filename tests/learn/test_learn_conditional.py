@@ -4,7 +4,6 @@ generation on a toy mixture, and log-likelihoods by the change of variables agai
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, invoke, one_line_error
 from scipy.stats import multivariate_normal
 from torch import nn
 
@@ -13,6 +12,8 @@ from learn import data, models, sample, train
 from learn.logprob import log_prob
 from physfield import data as pdata
 from physfield import targets as tg
+from tests.helpers import TINY, invoke, one_line_error
+
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):

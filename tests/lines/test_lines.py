@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from physfield import lines as pl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Lib:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import physfield as pf
-from conftest import BACKENDS
+from tests.helpers import BACKENDS
 
 
 def charges(rng, N, M, D):

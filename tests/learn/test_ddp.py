@@ -24,6 +24,8 @@ from physfield.targets import generate
 TRAIN = ["--steps", "24", "--batch", "64", "--checkpoint-every", "12", "--hidden", "32", "--depth", "2",
          "--warmup", "5", "--seed", "3"]
 
+pytestmark = pytest.mark.slow  # torchrun ranks in subprocesses
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

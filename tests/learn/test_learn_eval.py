@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import one_line_error
 
 import physfield as pf
 from cli import learn
 from learn import check as learn_check
 from learn import classifier, evaluate, sample
 from physfield import data as pdata
+from tests.helpers import one_line_error
 
 ARRIVED, LEAKED, REVERSED, LOST = range(4)
 PNG = b"\x89PNG\r\n\x1a\n"

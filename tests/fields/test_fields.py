@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import physfield as pf
 from cli import physfield as physfield_cli
-from conftest import one_line_error
 from physfield import fields
+from tests.helpers import one_line_error
 
 
 def bridge(width, L):
@@ -211,6 +211,7 @@ def test_cli_takes_a_user_field_class_and_its_parameters(tmp_path, monkeypatch):
 
 # the numba kernel cache ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_numba_kernels_are_rebuilt_when_their_row_bodies_change(tmp_path):
     """An edit of ``rows.py`` alone (its wrappers in ``numba_cpu.py`` unchanged) is compiled, not
     served from numba's on-disk cache."""
@@ -236,11 +237,12 @@ def readme_module(name):
     """The ``# name.py`` Python block of the README, as printed."""
     from pathlib import Path
 
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+    text = (Path(__file__).parents[2] / "README.md").read_text()
     start = text.index(f"```python\n# {name}.py\n") + len("```python\n")
     return text[start:text.index("```", start)]
 
 
+@pytest.mark.slow
 def test_readme_user_fields_are_certified_and_refused(tmp_path, monkeypatch):
     """The README's two user fields: `physfield check --field bridge:Bridge` holds every claim,
     `--field blurred:Blurred` fails exactly the checks the README lists."""

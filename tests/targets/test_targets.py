@@ -255,6 +255,7 @@ def run_and_kill(out):
     return list(out.parent.glob(f".{out.name}.*.tmp"))
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_no_cache_or_the_previous_one_and_resume_completes(tmp_path):
     kw = {"batch": 32, "seed": 3}
     fresh = tmp_path / "fresh.h5"

@@ -54,10 +54,12 @@ class FlippedS(pf.StrongField):
 
 def test_a_wrong_strong_field_does_not_arrive():
     """With s of the wrong sign the lines do not end at the sinks: arrived < 1 (the trace is not
-    arrived = 1 by construction)."""
+    arrived = 1 by construction). 400 steps: every exact line arrives within them (the wrong
+    lines wander for all 4000 of the default)."""
     A = pf.data.sample("gaussian", 24, seed=1)
     B = pf.data.sample("8gaussians", 24, seed=2)
-    s = pf.trace(FlippedS(L=6, sigma0=1, d=0.5), A, B, n_lines=48, seed=3).stats
+    assert pf.trace(pf.StrongField(L=6, sigma0=1, d=0.5), A, B, n_lines=48, seed=3, max_steps=400).stats["arrived"] == 1
+    s = pf.trace(FlippedS(L=6, sigma0=1, d=0.5), A, B, n_lines=48, seed=3, max_steps=400).stats
     assert s["arrived"] < 0.5
 
 

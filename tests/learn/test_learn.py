@@ -6,13 +6,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, invoke, one_line_error
 
 import physfield as pf
 from learn import data, evaluate, sample, train
 from physfield import data as pdata
 from physfield import lines
 from physfield import targets as tg
+from tests.helpers import TINY, invoke, one_line_error
+
 
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory):

@@ -19,7 +19,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import physfield as pf
-from conftest import BACKENDS
+from tests.helpers import BACKENDS
 
 LOG_2PI = math.log(2 * math.pi)
 

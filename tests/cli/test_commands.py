@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import one_line_error
 
 import physfield as pf
 from cli import physfield
+from tests.helpers import one_line_error
 
 FAST = ["--n", "32", "--lines", "48"]
 

@@ -1,0 +1,91 @@
+"""``generate``: a run's training points and field targets written to one HDF5 cache.
+
+``generate(field, source, target, n, out, ...)`` writes ``n`` training points with their field
+targets (batches of :mod:`physfield.targets.sampler`); :func:`physfield.targets.open_cache`
+validates such a file and hands out its datasets lazily. The run is computed in this process
+(:mod:`physfield.targets.writer`) or in shards on an engine (:mod:`physfield.targets.shards`);
+the cache's layout is :mod:`physfield.targets.schema`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from . import sampler, shards
+from .reader import open_cache
+from ..validate import positive_int
+from .schema import check_same_run, run_attrs
+from .writer import GenerateResult, publish, temporary, write_points
+
+
+def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noise=None, lam=None, seed=0, eps=None,
+             outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
+             store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2,
+             conditional=False, within_class=False, z_schedule=None):
+    """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
+
+    ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
+    ``source``/``target``: data specs (``physfield.data``; ``dim`` sets ``gaussian``'s D);
+    ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal``
+    (the default :data:`~physfield.targets.sampler.PLAN`) or ``sinkhorn`` (``reg``); ``noise``: the training points' spread in units of ``t = z/L``
+    (:mod:`physfield.targets.sampler`; default :data:`~physfield.targets.sampler.NOISE`), or
+    ``lam``: the paper's knob ``lambda = noise / sqrt(L)`` (the cache records ``lambda``); ``eps``: ``z`` margin
+    (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: the share of
+    points outside the plates, for a field that does not vanish there (default 0.2; 0 otherwise). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
+    when there is none); otherwise an existing ``out`` is refused unless ``overwrite``.
+    ``store_pairs``: keep every batch's pairs and plan (verification mode). ``progress``: a
+    tqdm bar. ``engine`` (:mod:`physfield.targets.engines`: ``Local()``, ``Pool(workers)``,
+    ``Ray(address)``): compute the run in shards of ``shard_points`` points on that engine and
+    join them into one cache (:mod:`physfield.targets.shards`; ``copy``: one self-contained file;
+    ``retries``: attempts more per failed shard); the cache's datasets are the same bytes as
+    without an engine. ``conditional``: store each point's class (its sink's label) in
+    ``labels`` with the class-conditional field as its target; ``within_class``: pair only
+    samples of the same class (both need labelled data, :mod:`physfield.targets.sampler`).
+    ``z_schedule``: the law of the training points' ``z``, ``uniform`` (the default
+    :data:`~physfield.targets.sampler.Z_SCHEDULE`) or ``logit-normal`` (the sampler's module
+    docstring). Returns a :class:`GenerateResult`. Bad arguments are a one-line
+    ``ValueError`` raised before any file is touched. See the module docstring for the sampling
+    and layout.
+    """
+    run = sampler.make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside_fraction, seed, dim,
+                           backend, store_pairs, conditional, within_class, z_schedule)
+    n = positive_int("n", n)
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory")
+    if not out.parent.is_dir():
+        raise ValueError(f"output folder {out.parent} does not exist")
+    if engine is not None:
+        if shard_points is not None:
+            positive_int("shard_points", shard_points)
+        return shards.generate(run, n, out, engine, shard_points=shard_points, copy=copy, resume=resume,
+                               overwrite=overwrite, retries=retries, progress=progress)
+    n0 = 0
+    if out.exists() and resume:
+        n0 = _check_resumable(out, run_attrs(run))
+        if n < n0:
+            raise ValueError(f"cannot resume {out} to n={n}: it already holds {n0} points")
+        if n == n0:
+            return GenerateResult(str(out), n, 0, 0.0)
+    elif out.exists() and not overwrite:
+        raise ValueError(f"{out} exists; pass resume to extend it or overwrite to replace it")
+
+    tmp = temporary(out)
+    try:
+        if n0:
+            shutil.copyfile(out, tmp)
+        result = write_points(run, tmp, n0, n, progress)
+        publish(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result.path = str(out)
+    return result
+
+
+def _check_resumable(path, expected):
+    """Number of points in the cache at ``path`` after checking it (fully) and its attributes."""
+    with open_cache(path, verify=True) as cache:
+        check_same_run(path, cache, expected)
+        return len(cache)

@@ -1,0 +1,141 @@
+"""Writing a run's points into an HDF5 file, and publishing a finished file atomically.
+
+``n`` need not be a multiple of ``B``: the last batch is computed in full (its targets still
+come from all ``B`` pairs) and only its first ``n mod B`` points are stored; a later ``resume``
+recomputes that batch and stores the rest, so the bytes do not depend on where a run stopped.
+
+Safety: a run writes ``.NAME.*.tmp`` in the folder of ``out`` (``resume`` first copies the
+complete cache there), fsyncs it and renames it over ``out`` only when complete (one atomic
+``os.replace``: a reader holding the old file keeps reading the old, complete one), so a killed
+run leaves the previous complete cache (or none) plus a stale temporary file. ``resume`` refuses
+a cache whose attributes differ from this run's (all of them, the backend and package version
+included: a different backend changes targets at round-off and the bytes would differ).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import sampler
+from .schema import CHUNK_BYTES, COMPRESSION, PAIRS, datasets, run_attrs
+
+
+@dataclass
+class GenerateResult:
+    """What :func:`generate` did: ``n`` points in ``path``, ``new`` of them by this call, and the
+    wall time split into ``timings`` (data draws, plans, field kernel, HDF5 writing)."""
+
+    path: str
+    n: int
+    new: int
+    seconds: float
+    timings: dict = dataclass_field(default_factory=dict)
+
+    @property
+    def points_per_second(self):
+        return self.new / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self):
+        if not self.new:
+            return f"{self.path} already holds {self.n} points: nothing to do"
+        total = max(self.seconds, sum(self.timings.values()))  # workers' seconds add up past the wall time
+        share = ", ".join(f"{k} {v / total:.0%}" for k, v in self.timings.items())
+        return (f"{self.new} points in {self.seconds:.2f} s: {self.points_per_second:.0f} points/s "
+                f"({share}); {self.path} holds {self.n}")
+
+
+def temporary(out):
+    """A new, empty temporary file ``.NAME.*.tmp`` beside ``out`` (mode 0644), for :func:`publish`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(out).name}.", suffix=".tmp", dir=Path(out).parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the cache private
+    return tmp
+
+
+def publish(tmp, out):
+    """Make the finished file ``tmp`` the file ``out``: fsync it, then one atomic ``os.replace``
+    (and fsync the folder), so ``out`` is always absent, the old file or the complete new one."""
+    _fsync(tmp)
+    os.replace(tmp, out)
+    _fsync(Path(out).parent)
+
+
+def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
+    """Append points ``n0 .. n-1`` of ``run`` to the HDF5 file ``path``, which holds points
+    ``start .. n0-1`` (created, with :func:`run_attrs` plus ``attrs``, when ``n0 == start``;
+    ``start`` is a multiple of ``B``). Returns a :class:`GenerateResult`."""
+    B = run.B
+    timings, t_start = {}, time.perf_counter()
+    with h5py.File(path, "r+" if n0 > start else "w") as f:
+        if n0 == start:
+            create(f, run, attrs or {})
+        bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=None if progress else True, leave=False)
+        for k in range(n0 // B, math.ceil(n / B)):
+            b = sampler.batch(run, k, timings)
+            t0 = time.perf_counter()
+            lo, hi = max(n0, k * B), min(n, (k + 1) * B)
+            rows = slice(lo - k * B, hi - k * B)
+            for name in datasets(run):
+                append(f[name], b[name][rows])
+            if run.store_pairs:
+                append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
+                if lo == k * B:  # first time this batch is stored
+                    for name in PAIRS:
+                        append(f["pairs"][name], b[name][None])
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+            bar.update(hi - lo)
+        bar.close()
+        t0 = time.perf_counter()
+    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0  # flush on close
+    return GenerateResult(path, n, n - n0, time.perf_counter() - t_start, timings)
+
+
+def write_attrs(f, run, attrs):
+    """:func:`run_attrs` of ``run`` plus ``attrs`` as the attributes of the open HDF5 file ``f``."""
+    for key, value in {**run_attrs(run), **attrs}.items():
+        f.attrs[key] = np.asarray(value, dtype=np.int64) if key == "data_shape" else value
+
+
+def create(f, run, attrs):
+    """The empty datasets of ``run`` in the open HDF5 file ``f``, with :func:`run_attrs` plus
+    ``attrs``: rows chunked so that batches align, compressed (:data:`COMPRESSION`)."""
+    B, D = run.B, run.dim
+    write_attrs(f, run, attrs)
+    rows = min(B, 1 << max(0, (CHUNK_BYTES // (4 * (D + 1))).bit_length() - 1))  # power of 2: batches align
+    for name in ("points", "targets"):
+        f.create_dataset(name, (0, D + 1), np.float32, maxshape=(None, D + 1), chunks=(rows, D + 1), **COMPRESSION)
+    for name in ("log_norm", "ess"):
+        f.create_dataset(name, (0,), np.float64, maxshape=(None,), chunks=(max(rows, 1024),), **COMPRESSION)
+    if run.conditional:
+        f.create_dataset("labels", (0,), np.int32, maxshape=(None,), chunks=(max(rows, 1024),), **COMPRESSION)
+    if run.store_pairs:
+        g = f.create_group("pairs")
+        for name, width in (("sources", D), ("sinks", D), ("plan", B)):
+            g.create_dataset(name, (0, B, width), np.float64, maxshape=(None, B, width), chunks=(1, B, width),
+                             **COMPRESSION)
+        g.create_dataset("partner", (0,), np.int32, maxshape=(None,), chunks=(max(B, 1024),), **COMPRESSION)
+
+
+def append(dataset, rows):
+    """``rows`` appended to the resizable ``dataset``."""
+    start = dataset.shape[0]
+    dataset.resize(start + len(rows), axis=0)
+    dataset[start:] = rows
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

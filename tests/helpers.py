@@ -1,0 +1,28 @@
+"""Helpers the tests share: the backends usable here, a one-line error's check, the learn CLI."""
+
+from physfield.kernels import available
+
+#: the backends that can run here (numpy, numba; cupy with a GPU): every backend test runs over these
+BACKENDS = available()
+
+#: a tiny learn net and batch, for tests of the plumbing rather than of the learning
+TINY = ["--hidden", "32", "--depth", "2", "--emb", "8", "--batch", "64"]
+
+
+def one_line_error(result):
+    """A click result that failed on bad input: exit status 2 and exactly one ``Error:`` line,
+    no traceback. Returns that line."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def invoke(*args):
+    """Run ``learn ARGS...`` in process (click's runner); the click result."""
+    from click.testing import CliRunner
+
+    from cli import learn
+
+    return CliRunner().invoke(learn, [str(a) for a in args])
