@@ -1,4 +1,4 @@
-"""Console scripts ``physfield`` and ``learn``.
+"""Console scripts ``physfield`` and ``learn``. ::
 
     physfield check --field strong             # property table of the IFM field
     physfield check --field coulomb --json     # the EFM capacitor, machine-readable

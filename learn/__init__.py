@@ -1,4 +1,4 @@
-"""learn: the torch learner and sampler of physfield's fields (the README's "Learning the field").
+"""learn: the torch learner and sampler of physfield's fields (the README's "Learning the field"). ::
 
     learn train  --targets cache.h5 --out RUN --steps 2000     # f(z, x) regresses the cached targets
     learn sample --checkpoint RUN --n 2000 -o samples.npy      # follow dx/dz = f_x / f_z from P to Q
@@ -15,4 +15,29 @@ leaked or lost; both by :mod:`physfield.lines`), ``check`` (the learned lines' d
 digits classifier: accuracy of the intended class, Frechet distance). It reads training targets
 through ``physfield.targets.open_cache`` and the public physfield API only; physfield never
 imports torch.
+
+The functions ``train``, ``sample``, ``check`` and ``evaluate`` live in the modules of the same
+names (``learn.train.train``, ...); the package binds only names that shadow no module.
 """
+
+import importlib
+
+#: the public names, each from its module; imported on first use, so ``import learn`` (and the
+#: ``learn`` command's start) does not load torch and every module at once
+_FROM = {"TrainConfig": "train", "TrainResult": "train", "load_checkpoint": "train", "SampleResult": "sample",
+         "load_model": "sample", "log_prob": "logprob", "mmd": "evaluate"}
+_MODULES = ("check", "classifier", "data", "distributed", "evaluate", "logprob", "models", "sample", "train")
+
+__all__ = [*_FROM, *_MODULES]
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _FROM:
+        return getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -43,7 +43,7 @@ VELOCITY_UZ_MIN = 1e-4
 def resolve_target(target, cache):
     """``auto`` -> ``velocity`` for a field whose lines are followed in ``z`` (``u_z > 0``: the
     strong field), else ``direction``; the others unchanged. ``velocity`` is the default because it
-    measured best (``bench/RESULTS.md``, "Defaults")."""
+    measured best (the README, "Learning the field")."""
     if target != "auto":
         return target
     return "velocity" if fields.from_params(cache.field_params).lines == "z" else "direction"

@@ -2,7 +2,7 @@
 
 - ``W2``: exact 2-Wasserstein distance of the two empirical measures (uniform weights), POT
   ``emd2`` on the squared Euclidean cost, then the square root (``physfield.metrics.w2``).
-- ``MMD``: ``sqrt(max(0, MMD^2))`` with the biased (V-statistic) estimate
+- ``MMD``: ``sqrt(max(0, MMD^2))`` with the biased (V-statistic) estimate::
 
       MMD^2 = mean k(x, x') + mean k(y, y') - 2 mean k(x, y),
       k(a, b) = (1/|H|) sum_{h in H} exp(-|a - b|^2 / (2 h^2)),
@@ -54,7 +54,7 @@ def mmd(x, y, bandwidths=None):
 
 
 def load_samples(path, what="samples"):
-    """A finite ``(n, D)`` float array from the ``.npy`` file ``path`` (one-line ``ValueError``s
+    """A finite ``(n, D)`` float array from the ``.npy`` file ``path`` (one-line ``ValueError`` messages
     naming it ``what``)."""
     path = Path(path)
     if not path.is_file():
@@ -72,7 +72,7 @@ def load_samples(path, what="samples"):
 
 
 def load_labels(path, n):
-    """Integer labels ``(n,)`` from ``.npy`` (``learn sample --labels``), one per sample; one-line ``ValueError``s."""
+    """Integer labels ``(n,)`` from ``.npy`` (``learn sample --labels``), one per sample; one-line ``ValueError`` messages."""
     try:
         labels = np.load(path, allow_pickle=False)
     except FileNotFoundError:

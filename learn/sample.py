@@ -1,6 +1,6 @@
 """Sample by following the learned field lines from ``P`` (``z = eps``) to ``Q`` (``z = L``).
 
-The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope
+The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope::
 
     direction network:  s = f_x / f_z      (f = f(z, x) in R^{D+1})
     velocity network:   s = f / L          (f in R^D, the slope dx/dt in t = z / L)
@@ -19,15 +19,15 @@ themselves (``source`` spec of the run unless another is given), drawn with ``se
 
 A class-conditional net (trained on a ``--conditional`` cache) follows the field of the class
 asked for each line (``labels``), or the unconditional field it learned by label dropout (no
-``labels``). Classifier-free guidance of strength ``w`` (Ho and Salimans, 2022) follows
+``labels``). Classifier-free guidance of strength ``w`` (Ho and Salimans, 2022) follows::
 
     f = (1 + w) f(z, x | y) - w f(z, x | none)
 
 in the parametrisation the net regresses (the velocity, or the direction before ``f_x / f_z``);
 ``w = 0`` is the conditional field itself. The default with labels, :data:`GUIDANCE`, is the best
-measured (``bench/RESULTS.md``, "Conditional digits": the smallest ``w`` of the sweep at which
-every digit is read as the one asked at least 95 % of the time; larger ``w`` raise the Frechet
-distance).
+measured (the README, "Conditional generation and log-likelihoods": the smallest ``w`` of the
+sweep at which every digit is read as the one asked at least 95 % of the time; larger ``w`` raise
+the Frechet distance).
 
 Runs of a field whose lines are followed in arc length (``field.lines == "arc"``, the Coulomb
 field of EFM): the learned direction may turn back, so lines are followed in ``tau`` instead of
@@ -70,7 +70,7 @@ STEEP_FACTOR = 2.0  # sampler slopes are capped at this times the steepest train
 ARC_STEP_CAP = 10
 ARC_RADIUS = 10.0
 SUPPORT_DRAWS = 4096
-GUIDANCE = 0.25  # default classifier-free guidance with labels (bench/RESULTS.md, "Conditional digits")
+GUIDANCE = 0.25  # default classifier-free guidance with labels (the README, "Conditional generation and log-likelihoods")
 
 
 @dataclass

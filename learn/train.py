@@ -136,7 +136,7 @@ def _set_rng_state(state):
 
 
 def load_checkpoint(path):
-    """The checkpoint dict at ``path`` (a run folder or a ``.pt`` file); one-line ``ValueError``s."""
+    """The checkpoint dict at ``path`` (a run folder or a ``.pt`` file); one-line ``ValueError`` messages."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT

@@ -143,7 +143,7 @@ def max_magnitude(log_norm, shift=0.0):
 
 
 def local_scale(direction, points, h0, cap):
-    """The length over which ``|E|`` changes by O(1) near each point, from the field alone:
+    """The length over which ``|E|`` changes by O(1) near each point, from the field alone::
 
         l = 1 / max(|grad log|E||, sqrt(max_k |d^2 log|E| / dx_k^2|), 1 / cap)
 
@@ -167,7 +167,7 @@ def local_scale(direction, points, h0, cap):
 
 
 def divergence_residual(direction, points, h, scale):
-    """Per point ``|div E| / (|E| / scale)``, ``div E`` by central differences of step ``h`` (per point):
+    """Per point ``|div E| / (|E| / scale)``, ``div E`` by central differences of step ``h`` (per point)::
 
         div_h E(p) = sum_k [E_k(p + h e_k) - E_k(p - h e_k)] / (2 h),   k = z, x_1 .. x_D,
 
@@ -193,7 +193,7 @@ def divergence_residual(direction, points, h, scale):
 
 
 def sphere_rule(dim, part="full", m=16, rng=None, draws=2048):
-    """Directions ``n_k`` on the unit sphere ``S^D`` of ``R^{D+1}`` (column 0 = z) and weights ``w_k``:
+    """Directions ``n_k`` on the unit sphere ``S^D`` of ``R^{D+1}`` (column 0 = z) and weights ``w_k``::
 
         sum_k w_k f(n_k)  ~  (1 / |S^D|) int_part f dS,    part: "full", "lower" (n_z < 0), "upper" (n_z > 0)
 
@@ -231,7 +231,7 @@ def sphere_rule(dim, part="full", m=16, rng=None, draws=2048):
 
 
 def surface_flux(direction, centre, r, rule):
-    """Flux of ``E`` out of the (part of the) sphere ``{centre + r n}``, and its standard error.
+    """Flux of ``E`` out of the (part of the) sphere ``{centre + r n}``, and its standard error. ::
 
         Phi = |S^D| r^D sum_k w_k E(centre + r n_k) . n_k
 

@@ -5,7 +5,7 @@
 property of :data:`physfield.fields.CLAIMS` is measured by procedures a wrong field fails; a row
 is ``pass``/``fail`` when the field claims its property, ``measured`` otherwise. The procedures:
 
-- **lines** (:mod:`physfield.trace`): ``N_LINES`` lines from flux-weighted starts on small
+- **lines** (:mod:`physfield.tracing`): ``N_LINES`` lines from flux-weighted starts on small
   spheres around the sources, followed in arc length, free to turn back or pass ``z = L``.
   ``endpoints``: the share that does not end at a sink. ``flux``: the net number of lines
   through each of ``PLANES`` (a backward crossing counts ``-1``) over ``N_LINES``, minus 1.
@@ -57,7 +57,7 @@ from tqdm import tqdm
 from . import checks, plans
 from .kernels import get_backend
 from .lines import STATUS
-from .trace import Geometry, follow
+from .tracing import Geometry, follow
 
 PLANES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)  # flux planes z / L
 N_LINES = 512

@@ -27,3 +27,27 @@ def test_readme_python_example_runs():
     for got, exp in zip((u, log_norm), want):
         np.testing.assert_array_equal(got, exp)
     assert names["res"].stats["arrived"] == 1.0
+
+
+def test_public_names_resolve_and_shadow_no_module():
+    """Every name of ``__all__`` in physfield and learn (and their subpackages) resolves, carries a
+    docstring, and no attribute of a package hides a submodule of the same name behind another
+    object (``physfield.trace`` is the function; the module is ``physfield.tracing``)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import learn
+    import physfield
+
+    packages = [physfield, learn, *(importlib.import_module(f"physfield.{name}")
+                                   for name in ("fields", "kernels", "lines", "targets"))]
+    for package in packages:
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if name != "__version__":
+                assert inspect.getdoc(obj), f"{package.__name__}.{name} has no docstring"
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name.startswith("_") or not hasattr(package, module.name):
+                continue
+            assert inspect.ismodule(getattr(package, module.name)), f"{package.__name__}.{module.name} is shadowed"

@@ -82,6 +82,11 @@ class CoulombField(Field):
     carries ``-beta_j = -sum_i pi_ij``. Gauss's law and zero divergence hold; half of every
     source's flux leaves backwards (``z < 0``) and sinks draw flux from beyond ``z = L``, so
     its lines are followed in arc length.
+
+    References
+    ----------
+    A. Kolesov, S. Manukhov, V. Palyulin, A. Korotin, "Field Matching: an Electrostatic Paradigm
+    to Generate and Transfer Data", ICML 2025 (EFM).
     """
 
     name = "coulomb"

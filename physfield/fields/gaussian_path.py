@@ -51,6 +51,11 @@ class GaussianPathField(Field):
 
         f = GaussianPathField(L=6.0, profile=lambda z: (0.5 * np.sin(np.pi * z / 6),
                                                         0.5 * np.pi / 6 * np.cos(np.pi * z / 6)))
+
+    References
+    ----------
+    "Interaction Field Matching: Overcoming Limitations of Electrostatic Models", ICLR 2026 (IFM:
+    the strong field, this family's sine-bridge member, :class:`~physfield.fields.StrongField`).
     """
 
     lines = "z"

@@ -1,7 +1,7 @@
 """The strong-interaction field of IFM: the Gaussian-path field of the sine-bridge width profile.
 
 Quarks ``a_i`` sit on ``z = 0``, antiquarks ``b_j`` on ``z = L``; each pair is joined by a
-Gaussian string (:mod:`physfield.fields.gaussian_path`) whose width follows
+Gaussian string (:mod:`physfield.fields.gaussian_path`) whose width follows::
 
     sigma(z) = sigma0 sin(k z)          0 < z < d          k = pi / (2 d)
     sigma(z) = sigma0                   d <= z <= L - d
@@ -43,8 +43,12 @@ class StrongField(GaussianPathField):
     d : float or None
         End length, ``0 < d <= L/2``; ``None`` (the default) is ``L/2``: a pure sine bridge,
         ``sigma(z) = sigma0 sin(pi z / L)``, whose lines in ``(z/L, x)`` do not depend on ``L``.
-        A small ``d`` gives long straight strings; ``bench/RESULTS.md`` ("Defaults") records that
+        A small ``d`` gives long straight strings; the README ("Learning the field") records that
         the learned transport is best at ``d = L/2`` (``d = 0.5`` at ``L = 6`` was 2x worse).
+
+    References
+    ----------
+    "Interaction Field Matching: Overcoming Limitations of Electrostatic Models", ICLR 2026 (IFM).
     """
 
     name = "strong"

@@ -13,14 +13,15 @@ never compare backend names. Registered backends (:data:`BACKENDS`):
 
 ``get_backend("auto")`` is ``cupy`` when CuPy sees a CUDA device and ``numba`` otherwise.
 
-Interface (every method takes and returns arrays of :attr:`Backend.xp`):
+Interface (every method takes and returns arrays of :attr:`Backend.xp`)::
 
-``asarray(x, dtype)``            ``x`` on this backend, C-contiguous, in ``dtype``
-``gaussian_path(...)``           per point ``log E_z``, the slope ``E_x / E_z`` and the ESS of a
-                                 superposition of Gaussian paths (see :meth:`Backend.gaussian_path`)
-``coulomb(...)``                 per point the shifted Coulomb sum (see :meth:`Backend.coulomb`)
-``prepare_pairs`` / ``prepare_charges``  what those need of the charges alone, made once by ``bind``
-``kernels``                      the fast backends' kernel module; its ``cores_to`` is the thread
+    asarray(x, dtype)            x on this backend, C-contiguous, in dtype
+    gaussian_path(...)           per point log E_z, the slope E_x / E_z and the ESS of a
+                                 superposition of Gaussian paths (Backend.gaussian_path)
+    coulomb(...)                 per point the shifted Coulomb sum (Backend.coulomb)
+    prepare_pairs,               what those need of the charges alone, made once by bind
+    prepare_charges
+    kernels                      the fast backends' kernel module; its cores_to is the thread
                                  policy the engine applies (the CPU's cores to the pair kernels or
                                  to BLAS; nothing to share on a GPU)
 

@@ -80,7 +80,7 @@ def sq_dists(k, xp, X, Xc, plate):
     """``|X_p - a_i|^2`` to the charges of ``plate``, shape ``(len(X), N)``, and the ``near`` mask.
 
     GEMM form when ``Xc`` (``X`` shifted like the plate) is given: ``|x|^2 + |a|^2 - 2 x.a`` on
-    the centred data. Its absolute error is ~``eps (|x|^2 + |a|^2)``, so entries below
+    the centred data. Its absolute error is about ``eps (|x|^2 + |a|^2)``, so entries below
     ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge) are recomputed by differences of the
     original coordinates and flagged ``near``; ``near`` is ``None`` for the direct form.
     """
@@ -140,7 +140,7 @@ def prepare_paths(k, xp, A, B, I, J, gemm):
 
 
 def path_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
-    """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the offsets
+    """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the offsets::
 
         off_a = sum_i R_i (x - a_i),   off_b = sum_j C_j (x - b_j)
 
@@ -191,7 +191,7 @@ def _path_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess
 
 def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared=None):
     """Per point: ``shift``, ``V = (V_z, V_x)`` with ``E = exp(shift) / |S^D| * V``, and the
-    smallest squared distance to a charge ``r2min`` and the effective number of charges ``ess``,
+    smallest squared distance to a charge ``r2min`` and the effective number of charges ``ess``, ::
 
         V = sum_i Wa_i (z, x - a_i) + sum_j Wb_j (z - L, x - b_j)
 

@@ -8,7 +8,7 @@ kernels, :func:`pair_softmax_row` and :func:`pair_direct_row`, are the GPU's; th
 vectorised forms in :mod:`physfield.kernels.simd`. All are tested against
 :mod:`physfield.kernels.reference`.
 
-The quantities (the README's mathematics; ``t = z / L``):
+The quantities (the README's mathematics; ``t = z / L``)::
 
     alpha_pi = |x_p - a_i|^2,    beta_pj = |x_p - b_j|^2,    gamma_k = |a_ik - b_jk|^2
 
@@ -36,7 +36,7 @@ def sq_dist_row(p, X, A, out):
 
 
 def pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess):
-    """Softmax over the pairs of a plan and its row/column sums.
+    """Softmax over the pairs of a plan and its row/column sums. ::
 
         l_k   = log pi_k - |rho_pk|^2 / (2 sigma(z_p)^2)        (inv2s2 = 1 / (2 sigma^2))
         w_k   = exp(l_k - lse_p),   lse_p = log sum_k exp(l_k)
@@ -91,7 +91,7 @@ def pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refi
 def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
     """Everything :func:`pair_softmax_row` and the offsets give, fused, for sparse plans in low D.
 
-    ``|rho_pk|^2 = |x_p - (1 - t) a_i - t b_j|^2`` straight from the coordinates (exact), and
+    ``|rho_pk|^2 = |x_p - (1 - t) a_i - t b_j|^2`` straight from the coordinates (exact), and::
 
         off_a[p] = sum_k w_k (x_p - a_ik),   off_b[p] = sum_k w_k (x_p - b_jk)
 
@@ -149,7 +149,7 @@ def weighted_offset_row(p, X, A, W, out):
 
 
 def charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
-    """Signed, shifted Coulomb weights of the charges at ``(0, a_i)`` and ``(L, b_j)``.
+    """Signed, shifted Coulomb weights of the charges at ``(0, a_i)`` and ``(L, b_j)``. ::
 
         |r|^2 = z^2 + alpha_pi   (source i),     (z - L)^2 + beta_pj   (sink j)
         l     = log q - (D + 1)/2 log |r|^2        (|G(r)| |S^D| = |r|^-D, G along r / |r|)

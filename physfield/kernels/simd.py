@@ -53,7 +53,7 @@ _FMA = {"contract"}
 
 @njit(cache=True, inline="always", fastmath=_FMA)
 def _exp_parts(x):
-    """``(p, y)`` with ``exp(x) = p * 2^n``, ``n`` held in the low mantissa bits of ``y``.
+    """``(p, y)`` with ``exp(x) = p * 2^n``, ``n`` held in the low mantissa bits of ``y``. ::
 
         n = round(x / ln 2),   r = x - n ln 2  (|r| <= ln 2 / 2, Cody-Waite: two-part ln 2)
         p = sum_{i <= 13} r^i / i!       (truncation error < r^14 / 14! < 5e-18 relative)

@@ -23,14 +23,14 @@ One minibatch:
    timestep density of Esser et al., "Scaling Rectified Flow Transformers for High-Resolution
    Image Synthesis", ICML 2024, section 3.1: more of the training points mid-gap, fewer near
    the plates). The schedule weights the regression over ``z``; the target at a point is the
-   same whichever law drew it. ``bench/RESULTS.md`` ("Digits generation") measures both: the
+   same whichever law drew it. The README ("Generating digits") gives the figures of both: the
    logit-normal law is the better for digits, the uniform one for the 2-D toys.
 
    ``lambda`` is the IFM paper's knob. The run is set by the noise in units of ``t``,
    ``noise = lambda sqrt(L)``: the spread is ``noise * sqrt(min(t, 1 - t))`` whatever ``L``, so
    the same ``noise`` trains the same problem at every plate distance (with ``d = L/2`` the
    field's lines in ``(t, x)`` do not depend on ``L`` either). The default :data:`NOISE` is the
-   best measured (``bench/RESULTS.md``, "Defaults"); ``lambda`` may be given instead.
+   best measured (the README, "Learning the field"); ``lambda`` may be given instead.
 
    For a field that does not vanish outside the plates (``field.vanishes_outside`` false: the
    Coulomb field of EFM) each point is instead, with probability ``outside_fraction`` (default
@@ -81,9 +81,9 @@ Z_SCHEDULES = {
     "uniform": lambda rng, B, L, eps: rng.uniform(eps, L - eps, B),
     "logit-normal": lambda rng, B, L, eps: np.clip(L / (1 + np.exp(-rng.standard_normal(B))), eps, L - eps),
 }  # the laws of the training points' z (module docstring, step 3)
-Z_SCHEDULE = "uniform"  # default z schedule, the best measured on the toys (bench/RESULTS.md, "Digits generation")
-NOISE = 1.2247  # default noise in units of t = z/L: lambda = 0.5 at L = 6 (bench/RESULTS.md, "Defaults")
-PLAN = "optimal"  # default minibatch plan, the best measured with NOISE (bench/RESULTS.md, "Defaults")
+Z_SCHEDULE = "uniform"  # default z schedule, the best measured on the toys (the README, "Generating digits")
+NOISE = 1.2247  # default noise in units of t = z/L: lambda = 0.5 at L = 6 (the README, "Learning the field")
+PLAN = "optimal"  # default minibatch plan, the best measured with NOISE (the README, "Learning the field")
 OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outside the plates
 PLAN_NAMES = plans.NAMES
 
