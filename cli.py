@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from physfield.kernels.backend import NAMES as BACKENDS
-from physfield.plans import NAMES as PLANS
+from physfield import plans as pf_plans
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 from physfield.validate import one_line
 
@@ -123,6 +123,19 @@ def draw_data(source, target, n, dim, seed):
     return A, B, int(probe_seed)
 
 
+def plan_option(default, help_text):
+    """``--plan``: a registered plan name or ``module:function``, checked when parsed."""
+    def check(ctx, param, value):
+        try:
+            return pf_plans.get(value).name
+        except ValueError as exc:
+            raise click.BadParameter(one_line(exc)) from None
+
+    names = "|".join(pf_plans.names())
+    return click.option("--plan", default=default, show_default=True, callback=check,
+                        metavar=f"[{names}|module:function]", help=help_text)
+
+
 def field_options(f):
     """The options that choose a field and its data, shared by check and trace."""
     options = [
@@ -132,8 +145,7 @@ def field_options(f):
         click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L."),
         click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension D [default: that of the data]."),
         click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="charges per side."),
-        click.option("--plan", type=click.Choice(PLANS),
-                     default="paired", show_default=True),
+        plan_option("paired", "the coupling of the charges."),
         click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance."),
         click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0]."),
         click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: L/2]."),
@@ -258,8 +270,7 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension of bare gaussian specs [default: the other side's, else 2].")
 @click.option("--n", type=click.IntRange(min=1), required=True, help="training points to store.")
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="pairs per minibatch B.")
-@click.option("--plan", type=click.Choice(PLANS), default=PLAN, show_default=True,
-              help="minibatch coupling; optimal (IFM-MB) measured best, paired is the IFM paper's.")
+@plan_option(PLAN, "minibatch coupling; optimal (IFM-MB) measured best, paired is the IFM paper's.")
 @click.option("--reg", type=float, default=0.05, show_default=True, help="sinkhorn regularisation (relative).")
 @click.option("--noise", type=float, default=None,
               help="spread of the training points in units of t = z/L, noise sqrt(min(t, 1 - t)) "

@@ -17,16 +17,93 @@ that couples only samples of the same class.
 Any explicit dense or ``scipy.sparse`` ``(N, M)`` array is accepted and validated by
 :func:`validate`. The field kernels never see the matrix: :func:`support` turns a plan into the
 list of its ``K`` non-zero entries ``(i_k, j_k, log pi_k)``.
+
+A named plan is a :class:`Plan`: a function ``make(sources, sinks, **params)`` returning the
+coupling, the keyword parameters it takes (``sinkhorn``: ``reg``) and whether it is the diagonal
+``I / N``. :func:`register` names one in :data:`REGISTRY`; :func:`get` also reaches a user's
+function as ``"module:function"`` (``physfield targets --plan mymodule:my_plan``), so a new plan
+is one function.
 """
 
 from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 
-NAMES = ("paired", "independent", "optimal", "sinkhorn")
+from . import registry
+
 SUM_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A named plan.
+
+    Parameters
+    ----------
+    name : str
+        Its registered name or ``"module:function"``.
+    make : callable
+        ``make(sources, sinks, **params) -> pi``: an ``(N, M)`` coupling, dense or
+        ``scipy.sparse``, summing to 1 (checked by :func:`validate`).
+    params : tuple of str
+        The keyword parameters ``make`` takes (``("reg",)`` for ``sinkhorn``).
+    diagonal : bool
+        ``pi = I / N``: :func:`support` lists the diagonal without building the matrix, and a
+        minibatch sampler pairs sink ``i`` with source ``i``.
+    """
+
+    name: str
+    make: Callable
+    params: tuple = ()
+    diagonal: bool = False
+
+    def __call__(self, sources, sinks, **params):
+        """The validated plan between ``sources`` and ``sinks``; of ``params`` only those it takes."""
+        pi = self.make(sources, sinks, **{k: v for k, v in params.items() if k in self.params})
+        return validate(pi, len(sources), len(sinks))
+
+
+#: the registered plans by name
+REGISTRY = {}
+
+
+def register(name, params=(), diagonal=False):
+    """Decorator: register the function ``make(sources, sinks, **params)`` as the plan ``name``
+    (:class:`Plan`); returns the function unchanged."""
+    def add(make):
+        REGISTRY[name] = Plan(name, make, tuple(params), diagonal)
+        return make
+
+    return add
+
+
+def get(spec):
+    """The :class:`Plan` ``spec``: a :class:`Plan`, a registered name or ``"module:function"`` (a
+    function ``f(sources, sinks, **params)``; its keyword parameters are those after the first
+    two). One-line ``ValueError`` otherwise."""
+    if isinstance(spec, Plan):
+        return spec
+    obj = registry.lookup(spec, REGISTRY, "plan", "module:function")
+    if isinstance(obj, Plan):
+        return obj
+    if not callable(obj):
+        raise ValueError(f"plan {spec.strip()!r} is not a function f(sources, sinks)")
+    try:
+        params = tuple(inspect.signature(obj).parameters)[2:]
+    except (TypeError, ValueError):
+        params = ()
+    return Plan(spec.strip(), obj, params)
+
+
+def names():
+    """The registered plan names."""
+    return sorted(REGISTRY)
 
 
 def _pair_count(sources, sinks):
@@ -36,12 +113,14 @@ def _pair_count(sources, sinks):
     return n
 
 
+@register("paired", diagonal=True)
 def paired(sources, sinks):
     """``pi = I / N``, as a ``scipy.sparse.csr_array`` (pair ``i`` with ``i``)."""
     n = _pair_count(sources, sinks)
     return sp.csr_array(sp.eye_array(n, format="csr") / n)
 
 
+@register("independent")
 def independent(sources, sinks):
     """``pi_ij = 1 / (N M)``: the product of the two empirical measures (N*M pairs)."""
     n, m = len(sources), len(sinks)
@@ -53,6 +132,7 @@ def _cost(sources, sinks):
     return cdist(np.asarray(sources, np.float64), np.asarray(sinks, np.float64), metric="sqeuclidean")
 
 
+@register("optimal")
 def optimal(sources, sinks):
     """Exact OT plan ``argmin_pi <pi, C>`` with uniform marginals, ``C_ij = |a_i - b_j|^2``.
 
@@ -65,6 +145,7 @@ def optimal(sources, sinks):
     return pi / pi.sum()
 
 
+@register("sinkhorn", params=("reg",))
 def sinkhorn(sources, sinks, reg=0.05):
     """Entropic OT plan ``argmin_pi <pi, C> - reg * H(pi)``, uniform marginals (log-domain).
 
@@ -122,16 +203,11 @@ def validate(pi, n, m):
 
 
 def resolve(plan, sources, sinks, reg=0.05):
-    """A plan name or array -> validated ``(N, M)`` plan (dense or sparse)."""
-    n, m = len(sources), len(sinks)
-    if isinstance(plan, str):
-        makers = {"paired": paired, "independent": independent, "optimal": optimal}
-        if plan == "sinkhorn":
-            return validate(sinkhorn(sources, sinks, reg=reg), n, m)
-        if plan not in makers:
-            raise ValueError(f"unknown plan {plan!r}; expected one of {', '.join(NAMES)} or an (N, M) array")
-        return validate(makers[plan](sources, sinks), n, m)
-    return validate(plan, n, m)
+    """A plan (:func:`get`: a name, ``"module:function"``, a :class:`Plan`) or an array ->
+    validated ``(N, M)`` plan (dense or sparse); ``reg`` goes to the plans that take it."""
+    if isinstance(plan, (str, Plan)):
+        return get(plan)(sources, sinks, reg=reg)
+    return validate(plan, len(sources), len(sinks))
 
 
 def within_class(plan, sources, sinks, source_labels, sink_labels, reg=0.05):
@@ -165,7 +241,7 @@ def support(plan, sources, sinks, reg=0.05):
 
     ``K = N`` for ``paired``, ``N * M`` for ``independent``, ``<= N + M - 1`` for ``optimal``.
     """
-    if isinstance(plan, str) and plan == "paired":  # the diagonal of I / N, without building it
+    if isinstance(plan, (str, Plan)) and get(plan).diagonal:  # I / N, without building it
         n = _pair_count(sources, sinks)
         return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), np.full(n, np.log(1.0 / n))
     pi = resolve(plan, sources, sinks, reg=reg)

@@ -32,14 +32,11 @@ of the same name), so a cache records a field as ``{"kind": spec, **params}`` an
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import os
-import sys
 
 import numpy as np
 
-from .. import validate
+from .. import registry, validate
 from ..kernels import backend as backends
 from ..kernels import engine
 
@@ -204,33 +201,13 @@ def names():
 
 def get(spec):
     """The field class named ``spec``: a registered name or ``"module:Class"`` (a class of an
-    importable module, the current folder included). One-line ``ValueError`` otherwise."""
+    importable module, the current folder included; :func:`physfield.registry.lookup`). One-line
+    ``ValueError`` otherwise."""
     if isinstance(spec, type) and issubclass(spec, Field):
         return spec
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a field is a registered name or module:Class, got {spec!r}")
-    spec = spec.strip()
-    if spec in REGISTRY:
-        return REGISTRY[spec]
-    module_name, colon, qualname = spec.partition(":")
-    if not colon:
-        raise ValueError(f"unknown field {spec!r}; expected one of {', '.join(names())} or module:Class")
-    added = os.getcwd() not in sys.path
-    if added:  # as `python -m` does: the current folder's modules are importable
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"field {spec!r}: cannot import {module_name!r} ({exc})") from None
-    finally:
-        if added:
-            sys.path.remove(os.getcwd())
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ValueError(f"field {spec!r}: module {module_name!r} has no {qualname!r}")
+    obj = registry.lookup(spec, REGISTRY, "field", "module:Class")
     if not (isinstance(obj, type) and issubclass(obj, Field)):
-        raise ValueError(f"field {spec!r} is not a physfield field class (subclass physfield.Field, "
+        raise ValueError(f"field {spec.strip()!r} is not a physfield field class (subclass physfield.Field, "
                          "PairField or GaussianPathField)")
     return obj
 

@@ -85,7 +85,6 @@ Z_SCHEDULE = "uniform"  # default z schedule, the best measured on the toys (the
 NOISE = 1.2247  # default noise in units of t = z/L: lambda = 0.5 at L = 6 (the README, "Learning the field")
 PLAN = "optimal"  # default minibatch plan, the best measured with NOISE (the README, "Learning the field")
 OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outside the plates
-PLAN_NAMES = plans.NAMES
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,7 @@ def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, 
                          "strings (subclass the field instead of passing a callable)") from None
     L = field.L
     B = positive_int("batch", batch)
-    if plan not in PLAN_NAMES:
-        raise ValueError(f"plan must be one of {', '.join(PLAN_NAMES)}, got {plan!r}")
+    plan = plans.get(plan).name
     z_schedule = Z_SCHEDULE if z_schedule is None else z_schedule
     if z_schedule not in Z_SCHEDULES:
         raise ValueError(f"z_schedule must be one of {', '.join(Z_SCHEDULES)}, got {z_schedule!r}")
@@ -229,7 +227,7 @@ def batch(run, k, timings=None):
     else:
         pi = plans.resolve(run.plan, A, Q, reg=run.reg)
     pi = pi.toarray() if hasattr(pi, "toarray") else np.asarray(pi)
-    partner = np.arange(B) if run.plan == "paired" else _draw_partners(pi, rng)
+    partner = np.arange(B) if plans.get(run.plan).diagonal else _draw_partners(pi, rng)
     t2 = time.perf_counter()
 
     z = Z_SCHEDULES[run.z_schedule](rng, B, L, run.eps)

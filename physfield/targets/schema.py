@@ -30,6 +30,8 @@ import json
 
 import numpy as np
 
+from .. import plans
+
 FORMAT = "physfield-targets"
 SCHEMA_VERSION = 1
 COMPRESSION = {"compression": "lzf", "shuffle": True, "fletcher32": True}
@@ -50,7 +52,7 @@ def run_attrs(run):
     attrs = {
         "format": FORMAT, "schema_version": SCHEMA_VERSION,
         "field": json.dumps(run.field.params(), sort_keys=True), "L": run.field.L, "D": run.dim,
-        "plan": run.plan, "reg": run.reg if run.plan == "sinkhorn" else None, "B": run.B,
+        "plan": run.plan, "reg": run.reg if "reg" in plans.get(run.plan).params else None, "B": run.B,
         "lambda": run.lam, "eps": run.eps, "outside_fraction": run.outside, "seed": run.seed,
         "source": run.source, "target": run.target, "data_shape": run.shape,
         "store_pairs": run.store_pairs, "backend": run.backend, "version": __version__,

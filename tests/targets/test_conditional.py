@@ -88,7 +88,7 @@ def test_log_density_is_normalised_and_refuses_others():
 # within-class plans ------------------------------------------------------------------------------
 
 
-@given(n=st.integers(1, 40), k=st.integers(1, 4), plan=st.sampled_from(plans.NAMES), seed=st.integers(0, 2**32 - 1))
+@given(n=st.integers(1, 40), k=st.integers(1, 4), plan=st.sampled_from(plans.names()), seed=st.integers(0, 2**32 - 1))
 def test_within_class_plans_never_cross_classes_and_keep_the_marginals(n, k, plan, seed):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
@@ -122,7 +122,7 @@ def batch_labels(run, k):
     return yq, yq  # source i takes the class of sink i
 
 
-@given(B=st.integers(2, 24), plan=st.sampled_from(plans.NAMES), within=st.booleans(),
+@given(B=st.integers(2, 24), plan=st.sampled_from(plans.names()), within=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
 def test_each_point_carries_its_sinks_label_and_that_classs_field(B, plan, within, seed):
     source, target = ("mixture", "mixture") if within else ("gaussian", "8gaussians")

@@ -108,7 +108,7 @@ def recompute(c, k, field):
 
 
 @given(B=st.integers(1, 12), batches=st.integers(1, 3), last=st.integers(1, 12),
-       plan=st.sampled_from(targets.PLAN_NAMES), lam=st.sampled_from([0.0, 0.4, 2.0]), D=st.integers(1, 4),
+       plan=st.sampled_from(pf.plans.names()), lam=st.sampled_from([0.0, 0.4, 2.0]), D=st.integers(1, 4),
        seed=st.integers(0, 2**32 - 1), z_schedule=st.sampled_from(list(targets.Z_SCHEDULES)))
 def test_strong_targets_equal_recomputation_from_stored_pairs(B, batches, last, plan, lam, D, seed, z_schedule):
     n = (batches - 1) * B + min(last, B)  # the last batch full or truncated
@@ -393,7 +393,7 @@ def test_existing_output_needs_resume_or_overwrite(cache):
     (STRONG, {"n": 0}, "n must be a positive integer"),
     (STRONG, {"n": 2.5}, "n must be a positive integer"),
     (STRONG, {"batch": 0}, "batch must be"),
-    (STRONG, {"plan": "greedy"}, "plan must be one of"),
+    (STRONG, {"plan": "greedy"}, "unknown plan .greedy."),
     (STRONG, {"z_schedule": "cosine"}, "z_schedule must be one of"),
     (STRONG, {"lam": -1}, "lambda must be >= 0"),
     (STRONG, {"lam": float("nan")}, "lambda must be finite"),
