@@ -136,6 +136,16 @@ def plan_option(default, help_text):
                         metavar=f"[{names}|module:function]", help=help_text)
 
 
+def regression_target(value):
+    """``--target`` of ``learn train``: ``auto`` or a regression target (:mod:`learn.regression`)."""
+    from learn import regression
+
+    try:
+        return value if value == "auto" else regression.get(value).name
+    except ValueError as exc:
+        raise click.BadParameter(one_line(exc)) from None
+
+
 def field_options(f):
     """The options that choose a field and its data, shared by check and trace."""
     options = [
@@ -364,7 +374,8 @@ def learn():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: cuda when torch sees a GPU, else cpu.")
-@click.option("--target", type=click.Choice(["auto", "direction", "velocity"]), default="auto", show_default=True,
+@click.option("--target", default="auto", show_default=True, callback=lambda ctx, param, value: regression_target(value),
+              metavar="[auto|direction|velocity|module:Class]",
               help="regress the unit direction u, or the slope dx/dt = L u_x/u_z (t = z/L); auto: velocity "
                    "where lines are followed in z (strong), direction otherwise (coulomb).")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)

@@ -29,23 +29,12 @@ from physfield import data as pdata
 from physfield import fields, lines
 from physfield.metrics import w2
 
-from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends
+from . import regression
+from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends, unit_fn
 
 LINE_TOL = 0.01  # turned, reversed, leaked, lost: largest share
 OFF_Q_TOL = 0.05  # largest share of ends off Q
 OFF_Q_QUANTILE = 0.99  # of the nearest-neighbour distances among Q's own draws
-
-
-def direction_fn(model, velocity, L):
-    """``p -> unit direction`` of the learned field (module docstring)."""
-
-    def direction(p):
-        f = model(p).to(p.dtype)
-        if velocity:
-            f = torch.cat([torch.ones_like(f[:, :1]), f / L], dim=1)
-        return f / f.norm(dim=1, keepdim=True)
-
-    return direction
 
 
 @torch.no_grad()
@@ -54,13 +43,13 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
     cache = run["cache"]
     D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
     field = fields.from_params(run["field"])
-    velocity = run["train"]["target"] == "velocity"
+    target = regression.get(run["train"]["target"])
     x0 = pdata.sample(cache["source"], n, seed=seed, dim=D)
     p = torch.from_numpy(np.column_stack([np.full(n, eps), x0]).astype(np.float32)).to(device)
     c, r = support_ball(cache["target"], D)
     centre = torch.from_numpy(c.astype(np.float32)).to(device)
     ends = support_ends(L, centre, r, ARC_RADIUS * (L + r))
-    res = lines.follow_arc(direction_fn(model, velocity, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
+    res = lines.follow_arc(unit_fn(model, target, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
                            method)
     status = res.status.cpu().numpy()
     share = {name: float(np.mean(status == code)) for code, name in enumerate(lines.STATUS)}
@@ -73,7 +62,8 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
     how = f"{n} learned lines from P, {method} in arc length, step (L - eps)/{steps}"
     rows = [
         ("lines_turned", "forward", turned, turned <= LINE_TOL, f"<= {LINE_TOL}",
-         f"{how}: share meeting f_z <= 0" + (" (a velocity net: f_z = 1 by construction)" if velocity else "")),
+         f"{how}: share meeting f_z <= 0" + (f" (a {target.name} net: f_z = 1 by construction)"
+                                             if target.always_forward else "")),
         ("lines_reversed", "forward", share["reversed"], share["reversed"] <= LINE_TOL, f"<= {LINE_TOL}",
          "share back behind z = 0"),
         ("lines_leaked", "vanishes_outside", share["leaked"], share["leaked"] <= LINE_TOL, f"<= {LINE_TOL}",

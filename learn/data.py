@@ -14,15 +14,8 @@ Batch ``k`` holds stream positions ``[k B, (k + 1) B)``, so it is a pure functio
 in ``buffer_bytes`` is read once into memory and treated as a single chunk, which makes each
 epoch a uniform random permutation of all rows.
 
-Targets: ``direction`` regresses the cached unit direction ``u = E/|E|`` (``D + 1`` numbers);
-``velocity`` regresses the slope ``dx/dz = u_x / u_z`` in units of the normalised time
-``t = z / L``, i.e. ``dx/dt = L u_x / u_z`` (``D`` numbers): a line from ``a`` to ``b`` has
-``dx/dt ~ b - a`` at every ``L``, so the regression has the same scale whatever the plate distance
-(with ``dx/dz`` itself an error ``e`` of the network moves a sample by ``~ L e``). ``u_z`` is floored at
-``VELOCITY_UZ_MIN`` so float32 rounding of an almost horizontal ``u`` never divides by zero (the
-slope is then capped at ``|u_x| / VELOCITY_UZ_MIN``). ``velocity`` needs a field with ``u_z > 0``,
-one whose lines are followed in ``z`` (``field.lines == "z"``: the strong field); a Coulomb cache
-is refused.
+The regression target of each row is the cached unit direction encoded by the run's
+:class:`learn.regression.Target` (``direction``: as it is; ``velocity``: the slope in ``t = z/L``).
 
 A conditional cache (``physfield targets --conditional``) adds each row's class: batches are then
 ``(points, targets, labels)``, shuffled together.
@@ -32,28 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from physfield import fields
 from physfield.validate import positive_int
 
-TARGETS = ("direction", "velocity")
+from . import regression
+
 BUFFER_BYTES = 1 << 30
-VELOCITY_UZ_MIN = 1e-4
-
-
-def resolve_target(target, cache):
-    """``auto`` -> ``velocity`` for a field whose lines are followed in ``z`` (``u_z > 0``: the
-    strong field), else ``direction``; the others unchanged. ``velocity`` is the default because it
-    measured best (the README, "Learning the field")."""
-    if target != "auto":
-        return target
-    return "velocity" if fields.from_params(cache.field_params).lines == "z" else "direction"
-
-
-def output_dim(D, target):
-    """Network output size for ``target``: ``D + 1`` (direction) or ``D`` (velocity)."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    return D + 1 if target == "direction" else D
 
 
 class Batches:
@@ -61,12 +37,9 @@ class Batches:
     ``labels (B,)`` int64 for a conditional cache."""
 
     def __init__(self, cache, batch, seed=0, target="direction", buffer_bytes=BUFFER_BYTES):
-        output_dim(cache.D, target)
-        if target == "velocity" and fields.from_params(cache.field_params).lines != "z":
-            raise ValueError(f"--target velocity needs a field with u_z > 0 (lines followed in z), not "
-                             f"{cache.field_params['kind']}; use direction")
+        self.target = regression.resolve(target, cache)
         positive_int("batch", batch)
-        self.cache, self.batch, self.seed, self.target = cache, batch, int(seed), target
+        self.cache, self.batch, self.seed = cache, batch, int(seed)
         self.n = len(cache)
         if self.n == 0:
             raise ValueError(f"{cache.path} holds no points")
@@ -124,6 +97,5 @@ class Batches:
         ranks take disjoint ``[lo, hi)``."""
         hi = self.batch if hi is None else hi
         P, U, *labels = self.rows(k * self.batch + lo, k * self.batch + hi)
-        if self.target == "velocity":
-            U = np.float32(self.cache.attrs["L"]) * U[:, 1:] / np.maximum(U[:, :1], VELOCITY_UZ_MIN)
+        U = self.target.encode(U, self.cache.attrs["L"])
         return (P, U, labels[0].astype(np.int64)) if labels else (P, U)

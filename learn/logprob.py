@@ -102,7 +102,7 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(copy.deepcopy(model).to(torch.float64), y, guidance)  # the caller's model is left as it is
-    slope = slope_fn(net, run["train"]["target"] == "velocity", None, L)
+    slope = slope_fn(net, run["train"]["target"], None, L)
     x = torch.from_numpy(points).to(device=device, dtype=torch.float64)
     if exact:
         e, K = None, 1

@@ -62,7 +62,7 @@ from physfield import data as pdata
 from physfield import lines
 from physfield.validate import positive_int
 
-from . import models
+from . import models, regression
 from .train import load_checkpoint
 
 ARC_STATUS = lines.STATUS
@@ -106,20 +106,16 @@ class SampleResult:
         return text
 
 
-def slope_fn(model, velocity, limit=None, L=1.0):
-    """``(z, x) -> (slope, bad)``: the slope of the module docstring (``L``: the plate distance a
-    velocity network's ``t = z / L`` refers to) and the mask of stages where a
-    direction network had ``f_z <= 0`` or a non-finite output, or where the slope was steeper than
-    ``limit`` (then scaled down to ``limit``, its direction kept)."""
+def slope_fn(model, target, limit=None, L=1.0):
+    """``(z, x) -> (slope, bad)``: the slope of the module docstring for the net ``model`` of the
+    regression target ``target`` (:func:`learn.regression.get`: a name or a target; ``L``: the
+    plate distance a velocity network's ``t = z / L`` refers to) and the mask of stages where the
+    slope is undefined (a direction network's ``f_z <= 0`` or a non-finite output), or steeper
+    than ``limit`` (then scaled down to ``limit``, its direction kept)."""
+    target = regression.get(target)
 
     def slope(z, x):
-        f = model(torch.cat([torch.full_like(x[:, :1], z), x], dim=1))
-        if velocity:
-            s, bad = f / L, torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        else:
-            ok = (f[:, 0] > 0) & torch.isfinite(f).all(dim=1)
-            s = torch.where(ok[:, None], f[:, 1:] / torch.where(ok, f[:, 0], 1.0)[:, None], 0.0)
-            bad = ~ok
+        s, bad = target.slope(model(torch.cat([torch.full_like(x[:, :1], z), x], dim=1)), L)
         if limit is not None:
             norm = torch.linalg.vector_norm(s, dim=1)
             steep = norm > limit
@@ -128,6 +124,19 @@ def slope_fn(model, velocity, limit=None, L=1.0):
         return s, bad
 
     return slope
+
+
+def unit_fn(model, target="direction", L=1.0):
+    """``p -> f / |f|``: the unit direction of the learned field at points ``p`` (torch ``(n, D+1)``)
+    of the net ``model`` of the regression target ``target`` (NaN where the field is 0: the
+    arc-length follower then finds no direction there)."""
+    target = regression.get(target)
+
+    def unit(p):
+        f = target.field(model(p).to(p.dtype), L)
+        return f / f.norm(dim=1, keepdim=True)
+
+    return unit
 
 
 def conditioned(model, labels=None, guidance=0.0):
@@ -170,17 +179,6 @@ def check_labels(run, labels, guidance, n=None):
     if not (np.isfinite(guidance) and guidance >= 0):
         raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
     return guidance
-
-
-def unit_fn(model):
-    """``p -> f(p) / |f(p)|``: the learned direction in arc length (NaN where ``f = 0``: the
-    follower then finds no direction there)."""
-
-    def unit(p):
-        f = model(p).to(p.dtype)
-        return f / f.norm(dim=1, keepdim=True)
-
-    return unit
 
 
 def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False):
@@ -244,11 +242,11 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     x = torch.from_numpy(x0.astype(np.float32)).to(device)
     if lines_of(run) == "arc":
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
-    velocity = run["train"]["target"] == "velocity"
     limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(model, y, guidance)
-    x, bad, path = lines.follow_z(slope_fn(net, velocity, limit, L), x, eps, L, steps, method, keep=trajectories)
+    x, bad, path = lines.follow_z(slope_fn(net, run["train"]["target"], limit, L), x, eps, L, steps, method,
+                                  keep=trajectories)
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),

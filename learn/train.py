@@ -209,12 +209,12 @@ def _train(cfg, world, resume, progress):
     if ckpt_path.exists() and not resume:
         raise ValueError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
     with open_cache(cfg.targets) as cache:
-        cfg = replace(cfg, target=data.resolve_target(cfg.target, cache))
         batches = data.Batches(cache, cfg.batch, seed=cfg.seed, target=cfg.target)
+        cfg = replace(cfg, target=batches.target.name)
         shape = cache.attrs.get("data_shape") if cfg.net in ("auto", "unet") else None
         if cfg.net == "unet" and shape is None:
             raise ValueError(f"--net unet needs an image cache (data_shape); {cfg.targets} holds vectors")
-        net_spec = models.spec(cache.D, data.output_dim(cache.D, cfg.target), cache.attrs["L"],
+        net_spec = models.spec(cache.D, batches.target.output_dim(cache.D), cache.attrs["L"],
                                cfg.hidden, cfg.depth, cfg.emb, shape, cache.n_classes)
         cfg = replace(cfg, hidden=net_spec["hidden"])
         record = _run_record(cfg, cache, net_spec)

@@ -92,7 +92,7 @@ class Linear(torch.nn.Module):
 def test_integrator_convergence_order(method, order):
     x0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
     exact = x0 * np.exp(1.0)
-    slope = sample.slope_fn(Linear(), velocity=False)
+    slope = sample.slope_fn(Linear(), "direction")
     err = [float((lines.follow_z(slope, x0, 0.0, 1.0, n, method)[0] - exact).abs().max()) for n in (10, 20)]
     assert np.log2(err[0] / err[1]) == pytest.approx(order, abs=0.2)
 
@@ -113,7 +113,7 @@ def test_velocity_is_per_unit_of_z_over_L(L):
     """A velocity network answers dx/dt, t = z / L: a constant v moves every line by v (L - z0) / L."""
     x0 = torch.tensor([[0.5, -1.0], [2.0, 3.0]], dtype=torch.float64)
     v = [1.5, -2.0]
-    x, bad, _ = lines.follow_z(sample.slope_fn(Constant(v), True, L=L), x0, 0.25, L, 7, "heun")
+    x, bad, _ = lines.follow_z(sample.slope_fn(Constant(v), "velocity", L=L), x0, 0.25, L, 7, "heun")
     np.testing.assert_allclose(x.numpy(), x0.numpy() + np.array(v) * (L - 0.25) / L, atol=1e-12)
     assert int(bad.sum()) == 0
 
@@ -129,7 +129,7 @@ class Reversing(torch.nn.Module):
 @pytest.mark.parametrize("method, stages", [("euler", 1), ("heun", 2), ("rk4", 4)])
 def test_nonpositive_fz_is_counted_and_skipped(method, stages):
     x0 = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-2.0, 3.0]])
-    x, bad, path = lines.follow_z(sample.slope_fn(Reversing(), False), x0, 0.0, 2.0, 8, method, keep=True)
+    x, bad, path = lines.follow_z(sample.slope_fn(Reversing(), "direction"), x0, 0.0, 2.0, 8, method, keep=True)
     assert torch.isfinite(x).all()
     assert bad.tolist() == [8 * stages, 0, 8 * stages]
     np.testing.assert_allclose(x.numpy(), [[-1.0, 0.0], [3.0, 0.0], [-2.0, 3.0]], atol=1e-6)
@@ -232,6 +232,55 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(caches, tmp_path, monkey
             assert torch.equal(a[key][name], b[key][name])
 
 
+USER_TARGET = '''
+import torch
+
+from learn.regression import Target
+
+
+class Doubled(Target):
+    """The unit direction scaled by 2: the net regresses 2 u, its lines are those of u."""
+
+    def output_dim(self, D):
+        return D + 1
+
+    def encode(self, U, L):
+        return 2 * U
+
+    def slope(self, f, L):
+        ok = f[:, 0] > 0
+        return torch.where(ok[:, None], f[:, 1:] / torch.where(ok, f[:, 0], 1.0)[:, None], 0.0), ~ok
+
+    def field(self, f, L):
+        return f / 2
+'''
+
+
+def test_a_user_regression_target_runs_through_the_commands(caches, tmp_path, monkeypatch):
+    """``learn train --target module:Class`` trains a user's own :class:`learn.regression.Target`:
+    the batches are its encoding of the cache, the run records its spec, and ``learn sample`` and
+    ``learn check`` read the lines off it."""
+    from learn import regression
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mytargets.py").write_text(USER_TARGET)
+    with tg.open_cache(caches["toy"]) as cache:
+        _, U = data.Batches(cache, 32).get(0)
+        _, V = data.Batches(cache, 32, target="mytargets:Doubled").get(0)
+        np.testing.assert_array_equal(V, 2 * U)
+    r = invoke("train", "--targets", caches["toy"], "--out", "run", *TINY, "--steps", 10, "--target",
+               "mytargets:Doubled")
+    assert r.exit_code == 0, r.output
+    model, record = sample.load_model("run", "raw")
+    assert record["train"]["target"] == "mytargets:Doubled" and record["net"]["out"] == 3
+    assert regression.get(record["train"]["target"]).encode(np.ones((1, 3), np.float32), 6.0).tolist() == [[2, 2, 2]]
+    r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "s.npy")
+    assert r.exit_code == 0, r.output
+    assert np.load("s.npy").shape == (20, 2)
+    assert "unknown regression target 'sideways'" in one_line_error(invoke("train", "--targets", caches["toy"], "--out",
+                                                                           "r2", "--target", "sideways"))
+
+
 def test_velocity_run_samples_without_fz(caches, tmp_path):
     run = tmp_path / "v"
     r = invoke("train", "--targets", caches["toy"], "--out", run, *TINY, "--steps", 20, "--target", "velocity")
@@ -331,10 +380,10 @@ def test_steep_slopes_are_capped_and_counted():
             return f
 
     x = torch.zeros(4, 2)
-    end, bad, _ = integrate(slope_fn(Flat(), False, limit=3.0), x, 0.0, 2.0, 10, "euler")
+    end, bad, _ = integrate(slope_fn(Flat(), "direction", limit=3.0), x, 0.0, 2.0, 10, "euler")
     assert torch.allclose(end[:, 0], torch.full((4,), 6.0)) and torch.all(end[:, 1] == 0)
     assert bad.tolist() == [10] * 4
-    free, bad, _ = integrate(slope_fn(Flat(), False), x, 0.0, 2.0, 10, "euler")
+    free, bad, _ = integrate(slope_fn(Flat(), "direction"), x, 0.0, 2.0, 10, "euler")
     assert torch.allclose(free[:, 0], torch.full((4,), 2e6)) and bad.sum() == 0
 
 
