@@ -18,6 +18,7 @@ holds, 1 when one fails, 2 on bad input (a one-line ``Error: ...``).
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import time
 
@@ -123,27 +124,33 @@ def draw_data(source, target, n, dim, seed):
     return A, B, int(probe_seed)
 
 
-def plan_option(default, help_text):
-    """``--plan``: a registered plan name or ``module:function``, checked when parsed."""
+def registered(get, keep=("auto",)):
+    """A click callback for an option naming a registered kind or ``module:name``: the value,
+    stripped, once ``get(value)`` accepts it (else a one-line usage error); ``keep``: values
+    passed as they are."""
     def check(ctx, param, value):
+        if value in keep:
+            return value
         try:
-            return pf_plans.get(value).name
+            get(value)
         except ValueError as exc:
             raise click.BadParameter(one_line(exc)) from None
+        return value.strip()
 
+    return check
+
+
+def learn_kind(module):
+    """``get`` of the learn module ``module`` (imported when an option is parsed: torch is loaded
+    only by the learn commands)."""
+    return lambda value: importlib.import_module(f"learn.{module}").get(value)
+
+
+def plan_option(default, help_text):
+    """``--plan``: a registered plan name or ``module:function``."""
     names = "|".join(pf_plans.names())
-    return click.option("--plan", default=default, show_default=True, callback=check,
+    return click.option("--plan", default=default, show_default=True, callback=registered(pf_plans.get, ()),
                         metavar=f"[{names}|module:function]", help=help_text)
-
-
-def regression_target(value):
-    """``--target`` of ``learn train``: ``auto`` or a regression target (:mod:`learn.regression`)."""
-    from learn import regression
-
-    try:
-        return value if value == "auto" else regression.get(value).name
-    except ValueError as exc:
-        raise click.BadParameter(one_line(exc)) from None
 
 
 def field_options(f):
@@ -374,7 +381,7 @@ def learn():
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: cuda when torch sees a GPU, else cpu.")
-@click.option("--target", default="auto", show_default=True, callback=lambda ctx, param, value: regression_target(value),
+@click.option("--target", default="auto", show_default=True, callback=registered(learn_kind("regression")),
               metavar="[auto|direction|velocity|module:Class]",
               help="regress the unit direction u, or the slope dx/dt = L u_x/u_z (t = z/L); auto: velocity "
                    "where lines are followed in z (strong), direction otherwise (coulomb).")
@@ -383,8 +390,8 @@ def learn():
               help="MLP width [default: 256]; UNet channels [default: 32].")
 @click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True, help="MLP hidden layers.")
 @click.option("--emb", type=click.IntRange(min=2), default=32, show_default=True, help="z embedding size (even).")
-@click.option("--net", type=click.Choice(["auto", "mlp", "unet"]), default="auto", show_default=True,
-              help="auto: a UNet for image caches (data_shape), else the MLP.")
+@click.option("--net", default="auto", show_default=True, callback=registered(learn_kind("models")),
+              metavar="[auto|mlp|unet|module:Class]", help="auto: a UNet for image caches (data_shape), else the MLP.")
 @click.option("--p-uncond", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="conditional caches: share of rows trained without their label (for --guidance).")
 @click.option("--resume", is_flag=True, help="continue from the run folder's checkpoint.")

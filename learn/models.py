@@ -21,9 +21,11 @@ where ``y = n_classes`` is "no label" (:data:`NONE`; label dropout trains it, an
 ``labels`` argument means it). The MLP takes ``h_0 = [x, e(z), l(y)]``; the UNet adds ``l(y)`` to
 its embedding of ``z`` before every residual block.
 
-``build(spec)`` makes a network from its JSON-able spec ``{"kind": "mlp" | "unet", "D", "out",
-"L", "hidden", "depth", "emb"[, "shape"][, "n_classes"]}``, which is stored with a run so sampling can rebuild
-it (``depth`` is the MLP's; the UNet has the fixed two levels above, ``hidden`` channels).
+A network kind is one :class:`Net` subclass registered by name (:data:`REGISTRY`: ``mlp``,
+``unet``); ``learn train --net module:Class`` reaches a user's own. ``build(spec)`` makes a
+network from its JSON-able spec ``{"kind", "D", "out", "L", "hidden", "depth", "emb"[, "shape"][,
+"n_classes"]}``, which is stored with a run so sampling can rebuild it (``depth`` is the MLP's;
+the UNet has the fixed two levels above, ``hidden`` channels).
 """
 
 from __future__ import annotations
@@ -33,10 +35,44 @@ import math
 import torch
 from torch import nn
 
+from physfield import registry
 from physfield.validate import positive_int
 
 W_MAX = 100.0
-HIDDEN = {"mlp": 256, "unet": 32}  # default width: MLP units, UNet channels
+
+#: the registered network kinds by name
+REGISTRY = {}
+#: what ``--net auto`` builds for vector and for image data
+AUTO = {"vectors": "mlp", "images": "unet"}
+
+
+class Net(nn.Module):
+    """Base of the network kinds: ``f(points[, labels]) -> (n, out)`` for points ``(n, D+1)``,
+    column 0 = z. A kind sets ``name``, ``hidden`` (its default width), ``images_only`` (it needs
+    an image ``shape``) and ``params``, the spec entries its constructor takes (with
+    ``n_classes``)."""
+
+    name = None
+    hidden = 256
+    images_only = False
+    params = ("D", "out", "L", "hidden", "depth", "emb")
+
+
+def register(cls):
+    """Class decorator: name the :class:`Net` subclass ``cls`` by its ``name`` in :data:`REGISTRY`."""
+    if not (isinstance(cls, type) and issubclass(cls, Net) and isinstance(cls.name, str)):
+        raise TypeError(f"register needs a Net subclass with a name, got {cls!r}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(spec):
+    """The network class ``spec``: a registered name or ``"module:Class"`` (a :class:`Net`
+    subclass). One-line ``ValueError`` otherwise."""
+    cls = registry.lookup(spec, REGISTRY, "network", "module:Class")
+    if not (isinstance(cls, type) and issubclass(cls, Net)):
+        raise ValueError(f"network {spec.strip()!r} is not a learn.models.Net subclass")
+    return cls
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -73,8 +109,11 @@ def none_labels(n_classes, n, device="cpu"):
     return torch.full((n,), n_classes, dtype=torch.long, device=device)
 
 
-class MLP(nn.Module):
+@register
+class MLP(Net):
     """``f(points[, labels]) -> (n, out)`` for points ``(n, D+1)``, column 0 = z."""
+
+    name = "mlp"
 
     def __init__(self, D, out, L, hidden=256, depth=3, emb=32, n_classes=None):
         super().__init__()
@@ -106,8 +145,14 @@ class ResBlock(nn.Module):
         return h + self.conv2(nn.functional.silu(a))
 
 
-class UNet(nn.Module):
+@register
+class UNet(Net):
     """``f(points[, labels]) -> (n, out)`` for image rows of ``shape = (C, H, W)`` (module docstring)."""
+
+    name = "unet"
+    hidden = 32
+    images_only = True
+    params = ("D", "out", "L", "shape", "hidden", "emb")
 
     def __init__(self, D, out, L, shape, hidden=32, emb=32, n_classes=None):
         super().__init__()
@@ -136,24 +181,28 @@ class UNet(nn.Module):
         return torch.cat([self.head(m.mean(dim=(2, 3))), fx], dim=1) if self.fz else fx
 
 
-def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None):
-    """A validated JSON-able network spec: an MLP, or a UNet when an image ``shape`` is given;
-    class-conditional with ``n_classes``. ``hidden=None``: the kind's default width, :data:`HIDDEN`."""
-    if hidden is None:
-        hidden = HIDDEN["mlp" if shape is None else "unet"]
+def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None, kind="auto"):
+    """A validated JSON-able network spec of the kind ``kind`` (:func:`get`; ``"auto"``: the UNet
+    when an image ``shape`` is given, else the MLP); class-conditional with ``n_classes``.
+    ``hidden=None``: the kind's default width."""
+    auto = kind == "auto"
+    cls = get(AUTO["images" if shape is not None else "vectors"] if auto else kind)
+    hidden = cls.hidden if hidden is None else hidden
     for name, value, low in (("hidden", hidden, 1), ("depth", depth, 1), ("emb", emb, 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if emb % 2:
         raise ValueError(f"emb must be even, got {emb}")
-    net = {"kind": "mlp", "D": int(D), "out": int(out), "L": float(L), "hidden": hidden, "depth": depth,
-           "emb": emb}
-    if shape is not None:
+    recorded = cls.name if auto or kind.strip() in REGISTRY else kind.strip()  # the spec that finds it again
+    net = {"kind": recorded, "D": int(D), "out": int(out), "L": float(L), "hidden": hidden, "depth": depth, "emb": emb}
+    if cls.images_only:
+        if shape is None:
+            raise ValueError(f"the network {net['kind']} needs an image cache (data_shape); this one holds vectors")
         shape = [int(s) for s in shape]
         if len(shape) != 3 or shape[0] * shape[1] * shape[2] != D or shape[1] % 2 or shape[2] % 2:
-            raise ValueError(f"the UNet needs an image shape (C, H, W) with C H W = D = {D} and H, W even, "
-                             f"got {shape}")
-        net.update(kind="unet", shape=shape)
+            raise ValueError(f"the network {net['kind']} needs an image shape (C, H, W) with C H W = D = {D} "
+                             f"and H, W even, got {shape}")
+        net["shape"] = shape
     if n_classes is not None:
         positive_int("n_classes", n_classes)
         net["n_classes"] = n_classes
@@ -162,11 +211,5 @@ def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None):
 
 def build(net_spec):
     """The network of a spec made by :func:`spec`."""
-    kind = net_spec.get("kind")
-    if kind == "mlp":
-        return MLP(**{k: net_spec[k] for k in ("D", "out", "L", "hidden", "depth", "emb")},
-                   n_classes=net_spec.get("n_classes"))
-    if kind == "unet":
-        return UNet(**{k: net_spec[k] for k in ("D", "out", "L", "shape", "hidden", "emb")},
-                    n_classes=net_spec.get("n_classes"))
-    raise ValueError(f"unknown network kind {kind!r}")
+    cls = get(net_spec.get("kind"))
+    return cls(**{k: net_spec[k] for k in cls.params}, n_classes=net_spec.get("n_classes"))

@@ -70,7 +70,7 @@ class TrainConfig:
     device: str = "auto"
     target: str = "auto"
     checkpoint_every: int = 500
-    hidden: int | None = None  # None: the net's default width (learn.models.HIDDEN)
+    hidden: int | None = None  # None: the net's default width (its class's hidden)
     depth: int = 3
     emb: int = 32
     net: str = "auto"
@@ -103,8 +103,8 @@ def _check(cfg):
         raise ValueError(f"p_uncond must lie in [0, 1], got {cfg.p_uncond}")
     if not cfg.clip >= 0:
         raise ValueError(f"clip must be >= 0 (0: no clipping), got {cfg.clip}")
-    if cfg.net not in ("auto", "mlp", "unet"):
-        raise ValueError(f"net must be auto, mlp or unet, got {cfg.net!r}")
+    if cfg.net != "auto":
+        models.get(cfg.net)
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -211,11 +211,8 @@ def _train(cfg, world, resume, progress):
     with open_cache(cfg.targets) as cache:
         batches = data.Batches(cache, cfg.batch, seed=cfg.seed, target=cfg.target)
         cfg = replace(cfg, target=batches.target.name)
-        shape = cache.attrs.get("data_shape") if cfg.net in ("auto", "unet") else None
-        if cfg.net == "unet" and shape is None:
-            raise ValueError(f"--net unet needs an image cache (data_shape); {cfg.targets} holds vectors")
-        net_spec = models.spec(cache.D, batches.target.output_dim(cache.D), cache.attrs["L"],
-                               cfg.hidden, cfg.depth, cfg.emb, shape, cache.n_classes)
+        net_spec = models.spec(cache.D, batches.target.output_dim(cache.D), cache.attrs["L"], cfg.hidden, cfg.depth,
+                               cfg.emb, cache.attrs.get("data_shape"), cache.n_classes, kind=cfg.net)
         cfg = replace(cfg, hidden=net_spec["hidden"])
         record = _run_record(cfg, cache, net_spec)
         torch.manual_seed(cfg.seed)
