@@ -25,8 +25,8 @@ import time
 import click
 import numpy as np
 
-from physfield.kernels.backend import NAMES as BACKENDS
 from physfield import plans as pf_plans
+from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 from physfield.validate import one_line
 
@@ -40,23 +40,17 @@ def rows_table(rows):
     return ["  ".join(cell[i].ljust(widths[i]) for i in range(5)) + "  " + cell[5] for cell in cells]
 
 
-def verdict(rows):
-    """``all K claimed properties hold`` or ``FAILED: names (k of K claimed properties)``."""
-    claimed = [r for r in rows if r["status"] in ("pass", "fail")]
-    failed = [r["name"] for r in claimed if r["status"] == "fail"]
-    return (f"all {len(claimed)} claimed properties hold" if not failed
-            else f"FAILED: {', '.join(failed)} ({len(failed)} of {len(claimed)} claimed properties)")
-
-
 def table(report):
     """The human-readable report: a header, aligned rows, a verdict line."""
+    from physfield import report as checks_report
+
     f, c = report["field"], report["config"]
     params = " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in f.items() if k != "kind")
     lines = [f"physfield check: {f['kind']} field, {params}",
              (f"data: {c['source']} -> {c['target']}, D={c['dim']}, n={c['n']} per side, plan={c['plan']}, "
               f"seed={c['seed']}, backend={c['backend']}"), ""]
     lines += rows_table(report["checks"])
-    lines += ["", f"{verdict(report['checks'])}  [{report['seconds']:.1f} s]"]
+    lines += ["", f"{checks_report.verdict(report['checks'])}  [{report['seconds']:.1f} s]"]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -208,7 +202,7 @@ def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
         "config": {"source": source, "target": target, "dim": A.shape[1], "n": n, "plan": plan, "seed": seed,
                    "backend": used},
         "checks": rows,
-        "passed": all(r["status"] != "fail" for r in rows),
+        "passed": checks_report.passed(rows),
         "seconds": time.perf_counter() - start,
     }
     click.echo(json.dumps(report, indent=2) if as_json else table(report))
@@ -554,18 +548,19 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
 
     from learn.check import check as check_lines
     from learn.sample import load_model
+    from physfield import report as checks_report
 
     device = usable_device(device)
     model, run = load_model(checkpoint, weights, device)
     rows, _ = check_lines(model, run, n, steps, method, seed, device)
-    passed = all(r["status"] != "fail" for r in rows)
+    passed = checks_report.passed(rows)
     if as_json:
         click.echo(json.dumps({"checkpoint": str(checkpoint), "field": run["field"], "checks": rows,
                                "passed": passed}, indent=2))
     else:
         click.echo(f"learn check: {checkpoint}, field {run['field']['kind']}\n")
         click.echo("\n".join(line.rstrip() for line in rows_table(rows)))
-        click.echo("\n" + verdict(rows))
+        click.echo("\n" + checks_report.verdict(rows))
     click.get_current_context().exit(0 if passed else 1)
 
 

@@ -26,7 +26,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from physfield import data as pdata
-from physfield import fields, lines
+from physfield import fields, lines, report
 from physfield.metrics import w2
 
 from . import regression
@@ -75,7 +75,7 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
          "spacing)"),
     ]
     out = [{"name": name, "property": prop, "value": value, "claim": claim, "method": method_,
-            "status": ("pass" if ok else "fail") if prop in field.claims else "measured"}
+            "status": report.status(prop, field.claims, ok)}
            for name, prop, value, ok, claim, method_ in rows]
     if arrived.any():
         out.append({"name": "w2", "property": "-", "value": w2(end[arrived], Q[:int(arrived.sum())]), "claim": "-",

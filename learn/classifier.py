@@ -6,7 +6,7 @@ Data: scikit-learn's 1797 digits scaled as ``physfield.data`` scales them (``p /
 rest for training. The network is an MLP ``64 -> 256 -> FEATURES -> 10`` with SiLU; its
 *features* are the ``FEATURES`` activations of the penultimate layer. Training: full-batch Adam
 (``EPOCHS`` steps, lr ``LR``, weight decay ``WEIGHT_DECAY``), torch seed ``SEED``, on inputs with
-Gaussian noise of std ``NOISE`` added each epoch (so samples slightly off the data manifold are
+Gaussian noise of std ``AUGMENT_NOISE`` added each epoch (so samples slightly off the data manifold are
 still read as digits), a few seconds on a CPU.
 
 The trained weights are cached in ``cache_dir`` (default ``$XDG_CACHE_HOME/physfield`` or
@@ -41,7 +41,7 @@ FEATURES = 64
 EPOCHS = 600
 LR = 3e-3
 WEIGHT_DECAY = 1e-4
-NOISE = 0.3
+AUGMENT_NOISE = 0.3
 CONFIDENT = 0.9  # the probability above which a sample counts as read with confidence
 VERSION = 1  # bump when the architecture or the training loop changes
 
@@ -88,7 +88,7 @@ def _key():
     x, y = digits()
     h = hashlib.sha256()
     for part in (x.tobytes(), y.tobytes(), split()[0].tobytes(),
-                 repr((VERSION, SEED, FEATURES, EPOCHS, LR, WEIGHT_DECAY, NOISE, torch.__version__)).encode()):
+                 repr((VERSION, SEED, FEATURES, EPOCHS, LR, WEIGHT_DECAY, AUGMENT_NOISE, torch.__version__)).encode()):
         h.update(part)
     return h.hexdigest()[:16]
 
@@ -105,7 +105,7 @@ def _train():
     net = Net()
     opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     for _ in range(EPOCHS):
-        loss = nn.functional.cross_entropy(net(X + NOISE * torch.randn_like(X)), Y)
+        loss = nn.functional.cross_entropy(net(X + AUGMENT_NOISE * torch.randn_like(X)), Y)
         opt.zero_grad()
         loss.backward()
         opt.step()

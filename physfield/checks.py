@@ -10,7 +10,7 @@ Magnitudes are compared in log space: ``E`` itself underflows for large ``D``. P
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import roots_legendre
+from scipy.special import logsumexp, roots_legendre
 
 from .fields.coulomb import log_sphere_area
 
@@ -54,9 +54,7 @@ def kde_logpdf(y, X, b, wide=4.0, share=0.1):
         d2 = np.maximum(np.einsum("pd,pd->p", yc, yc)[:, None] + x2[None, :] - 2 * yc @ Xc.T, 0.0)
         parts = []
         for weight, width in ((1 - share, b), (share, wide * b)):
-            a = -d2 / (2 * width**2)
-            top = a.max(axis=1)
-            parts.append(np.log(weight) + top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+            parts.append(np.log(weight) + logsumexp(-d2 / (2 * width**2), axis=1)
                          - dim / 2 * np.log(2 * np.pi * width**2))
         out[s:s + step] = np.logaddexp(*parts) - np.log(len(X))
     return out

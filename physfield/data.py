@@ -44,11 +44,12 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logsumexp
 
 from .validate import array as _checked
 from .validate import one_line, positive_int
 
-NOISE = 0.1  # std of the isotropic Gaussian noise on moons, circles and swissroll
+TOY_NOISE = 0.1  # std of the isotropic Gaussian noise on moons, circles and swissroll
 
 
 def _unit(t):
@@ -72,7 +73,7 @@ def _eight_gaussians(n, rng, labels=None):
 
 
 def _moons(n, rng, labels=None):
-    """scikit-learn's two moons, centred and scaled by 2, plus noise of std ``NOISE``.
+    """scikit-learn's two moons, centred and scaled by 2, plus noise of std ``TOY_NOISE``.
 
     Upper moon ``2 (cos t - 1/2, sin t - 1/4)`` (label 0), lower moon ``2 (1/2 - cos t, 1/4 - sin t)``
     (label 1), ``t ~ U(0, pi)``, equal weights: the arcs have radius 2 and the mean is exactly 0.
@@ -81,25 +82,25 @@ def _moons(n, rng, labels=None):
     k = (rng.random(n) >= 0.5).astype(np.int64) if labels is None else labels
     side = np.where(k == 0, 1.0, -1.0)  # +1 upper moon, -1 lower moon
     arc = side[:, None] * (_unit(t) - [0.5, 0.25])
-    return 2.0 * arc + NOISE * rng.standard_normal((n, 2)), k
+    return 2.0 * arc + TOY_NOISE * rng.standard_normal((n, 2)), k
 
 
 def _circles(n, rng, labels=None):
     """Two concentric circles of radii 4 (label 0) and 2 (label 1), equal weights, uniform angle,
-    noise std ``NOISE``."""
+    noise std ``TOY_NOISE``."""
     k = (rng.random(n) >= 0.5).astype(np.int64) if labels is None else labels
     radius = np.where(k == 0, 4.0, 2.0)
-    return radius[:, None] * _unit(rng.uniform(0.0, 2 * np.pi, n)) + NOISE * rng.standard_normal((n, 2)), k
+    return radius[:, None] * _unit(rng.uniform(0.0, 2 * np.pi, n)) + TOY_NOISE * rng.standard_normal((n, 2)), k
 
 
 def _swissroll(n, rng, labels=None):
-    """The 2-D swiss roll ``(t/3) (cos t, sin t)``, ``t ~ U(1.5 pi, 4.5 pi)``, noise std ``NOISE``.
+    """The 2-D swiss roll ``(t/3) (cos t, sin t)``, ``t ~ U(1.5 pi, 4.5 pi)``, noise std ``TOY_NOISE``.
 
     A spiral of one and a half turns whose radius ``t/3`` grows from pi/2 to 3 pi/2 (1.6 to 4.7);
     mean ``(2/3, 2/(9 pi))``. No labels.
     """
     t = rng.uniform(1.5 * np.pi, 4.5 * np.pi, n)
-    return (t / 3.0)[:, None] * _unit(t) + NOISE * rng.standard_normal((n, 2)), None
+    return (t / 3.0)[:, None] * _unit(t) + TOY_NOISE * rng.standard_normal((n, 2)), None
 
 
 def _checkerboard(n, rng, labels=None):
@@ -192,8 +193,7 @@ def log_density(spec, x):
         raise ValueError(f"no closed-form density for {spec!r}; log p is known for gaussian, 8gaussians, mixture")
     z = (x[:, None, :] - means[None]) / stds[None]
     log_k = np.log(weights) - 0.5 * (z ** 2).sum(axis=2) - np.log(stds).sum(axis=1) - np.log(2 * np.pi)
-    top = log_k.max(axis=1)
-    return top + np.log(np.exp(log_k - top[:, None]).sum(axis=1))
+    return logsumexp(log_k, axis=1)
 
 
 def classes(spec):

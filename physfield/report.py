@@ -152,13 +152,31 @@ def finite(x):
     return float(x) if np.isfinite(x) else None
 
 
+def status(prop, claims, ok):
+    """The status of a row measuring the property ``prop``: ``pass`` or ``fail`` (``ok``) when it
+    is one of the field's ``claims``, ``measured`` otherwise."""
+    return ("pass" if ok else "fail") if prop in claims else "measured"
+
+
+def passed(rows):
+    """Whether no row failed (every claimed property holds)."""
+    return all(r["status"] != "fail" for r in rows)
+
+
+def verdict(rows):
+    """``all K claimed properties hold`` or ``FAILED: names (k of K claimed properties)``."""
+    claimed = [r for r in rows if r["status"] in ("pass", "fail")]
+    failed = [r["name"] for r in claimed if r["status"] == "fail"]
+    return (f"all {len(claimed)} claimed properties hold" if not failed
+            else f"FAILED: {', '.join(failed)} ({len(failed)} of {len(claimed)} claimed properties)")
+
+
 def make_row(s, name, prop, value, ok, threshold, claim, method, **extra):
-    """One line of the table (and one entry of ``--json``): ``pass``/``fail`` when the field claims
-    ``prop``, ``measured`` otherwise; a non-finite value fails a claim."""
+    """One line of the table (and one entry of ``--json``): :func:`status` of ``prop``; a
+    non-finite value fails a claim."""
     value = finite(value)
-    status = ("pass" if ok and value is not None else "fail") if prop in s.field.claims else "measured"
     return {"name": name, "property": prop, "value": value, "threshold": threshold, "claim": claim,
-            "status": status, "method": method, **extra}
+            "status": status(prop, s.field.claims, ok and value is not None), "method": method, **extra}
 
 
 def box(s, pad=0.5):
