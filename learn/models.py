@@ -60,19 +60,13 @@ class Net(nn.Module):
 
 def register(cls):
     """Class decorator: name the :class:`Net` subclass ``cls`` by its ``name`` in :data:`REGISTRY`."""
-    if not (isinstance(cls, type) and issubclass(cls, Net) and isinstance(cls.name, str)):
-        raise TypeError(f"register needs a Net subclass with a name, got {cls!r}")
-    REGISTRY[cls.name] = cls
-    return cls
+    return registry.add_class(REGISTRY, Net, cls)
 
 
 def get(spec):
     """The network class ``spec``: a registered name or ``"module:Class"`` (a :class:`Net`
     subclass). One-line ``ValueError`` otherwise."""
-    cls = registry.lookup(spec, REGISTRY, "network", "module:Class")
-    if not (isinstance(cls, type) and issubclass(cls, Net)):
-        raise ValueError(f"network {spec.strip()!r} is not a learn.models.Net subclass")
-    return cls
+    return registry.lookup_class(spec, REGISTRY, Net, "network")
 
 
 class SinusoidalEmbedding(nn.Module):

@@ -65,10 +65,7 @@ class Target:
 
 def register(cls):
     """Class decorator: name the :class:`Target` subclass ``cls`` by its ``name`` in :data:`REGISTRY`."""
-    if not (isinstance(cls, type) and issubclass(cls, Target) and isinstance(cls.name, str)):
-        raise TypeError(f"register needs a Target subclass with a name, got {cls!r}")
-    REGISTRY[cls.name] = cls
-    return cls
+    return registry.add_class(REGISTRY, Target, cls)
 
 
 def names():
@@ -81,10 +78,7 @@ def get(spec):
     ``"module:Class"``. One-line ``ValueError`` otherwise."""
     if isinstance(spec, Target):
         return spec
-    cls = registry.lookup(spec, REGISTRY, "regression target", "module:Class")
-    if not (isinstance(cls, type) and issubclass(cls, Target)):
-        raise ValueError(f"regression target {spec.strip()!r} is not a learn.regression.Target subclass")
-    target = cls()
+    target = registry.lookup_class(spec, REGISTRY, Target, "regression target")()
     if spec.strip() not in REGISTRY:  # a user's class: the run records the spec that finds it again
         target.name = spec.strip()
     return target

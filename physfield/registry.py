@@ -62,3 +62,21 @@ def lookup(spec, registry, what, expected="module:name"):
         if obj is None:
             raise ValueError(f"{what} {spec!r}: module {module_name!r} has no {qualname!r}")
     return obj
+
+
+def add_class(registry, base, cls):
+    """Register the subclass ``cls`` of ``base`` under its ``name`` attribute in ``registry`` (a
+    class decorator's body); ``TypeError`` for anything else. Returns ``cls``."""
+    if not (isinstance(cls, type) and issubclass(cls, base) and isinstance(cls.name, str)):
+        raise TypeError(f"register needs a {base.__name__} subclass with a name, got {cls!r}")
+    registry[cls.name] = cls
+    return cls
+
+
+def lookup_class(spec, registry, base, what, hint=None):
+    """The subclass of ``base`` named ``spec`` (:func:`lookup`, ``"module:Class"`` for a user's
+    own); a one-line ``ValueError`` when it names something else (``hint``: what to subclass)."""
+    cls = lookup(spec, registry, what, "module:Class")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{what} {spec.strip()!r} is not a {hint or base.__module__ + '.' + base.__name__} subclass")
+    return cls

@@ -188,10 +188,7 @@ class Bound:
 
 def register(cls):
     """Class decorator: name ``cls`` by its ``name`` attribute in :data:`REGISTRY`."""
-    if not (isinstance(cls, type) and issubclass(cls, Field) and isinstance(cls.name, str)):
-        raise TypeError(f"register needs a Field subclass with a name, got {cls!r}")
-    REGISTRY[cls.name] = cls
-    return cls
+    return registry.add_class(REGISTRY, Field, cls)
 
 
 def names():
@@ -205,11 +202,8 @@ def get(spec):
     ``ValueError`` otherwise."""
     if isinstance(spec, type) and issubclass(spec, Field):
         return spec
-    obj = registry.lookup(spec, REGISTRY, "field", "module:Class")
-    if not (isinstance(obj, type) and issubclass(obj, Field)):
-        raise ValueError(f"field {spec.strip()!r} is not a physfield field class (subclass physfield.Field, "
-                         "PairField or GaussianPathField)")
-    return obj
+    return registry.lookup_class(spec, REGISTRY, Field, "field",
+                                 "physfield field class (physfield.Field, PairField or GaussianPathField)")
 
 
 def build(spec, **params):

@@ -314,6 +314,8 @@ def test_a_user_network_runs_through_the_commands(caches, tmp_path, monkeypatch)
     r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "s.npy")
     assert r.exit_code == 0, r.output
     assert np.load("s.npy").shape == (20, 2)
+    assert "is not a learn.models.Net subclass" in one_line_error(
+        invoke("train", "--targets", caches["toy"], "--out", "r2", "--net", "mynets:nn"))
 
 
 def test_velocity_run_samples_without_fz(caches, tmp_path):
