@@ -586,52 +586,10 @@ def learn_eval(samples_path, reference, n, seed, bandwidth, classify, inputs_pat
     """W2 (POT, exact) and MMD of samples against held-out reference samples; for digits the
     intended-class accuracy and Frechet distance of a small classifier; input-output distance."""
     from learn import evaluate as ev
-    from physfield import data as pdata
 
     x = ev.load_samples(samples_path)
-    is_digits = reference.strip().partition(":")[0] == "digits"
-    if classify is not None and not is_digits:
-        raise ValueError(f"--classify needs a digits reference (digits or digits:C), got {reference!r}")
-    io = None if inputs_path is None else ev.input_output_distance(ev.load_samples(inputs_path, "inputs"), x)
+    inputs = None if inputs_path is None else ev.load_samples(inputs_path, "inputs")
     labels = None if labels_path is None else ev.load_labels(labels_path, len(x))
-    if labels is not None and not is_digits:
-        raise ValueError(f"--labels scores digits with the classifier; the reference is {reference!r}")
-    report, used, ref = ev.evaluate(x, reference, n, ev.EVAL_SEED if seed is None else seed, list(bandwidth) or None)
-    if is_digits:
-        from learn import classifier
-
-        report["digits"] = classifier.report(x, reference, classify)
-        if labels is not None:
-            report["digits"]["per_label"] = classifier.per_label(x, labels)
-    if io is not None:
-        report["input_output_distance"] = io
-    if png is not None:
-        shape = pdata.shape(reference)
-        if shape is not None and labels is not None:
-            rows = np.concatenate([np.flatnonzero(labels == c)[:10] for c in np.unique(labels)])
-            ev.image_grid_png(x[rows], shape, png, f"samples per label {', '.join(map(str, np.unique(labels)))}",
-                              side=10)
-        elif shape is not None:
-            ev.image_grid_png(x, shape, png, f"{len(x)} samples, {reference}")
-        else:
-            ev.scatter_png(used, ref, png, f"{reference}: W2 {report['w2']:.3f}")
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    h = ", ".join(f"{v:.3g}" for v in report["bandwidths"])
-    click.echo(f"W2 {report['w2']:.4f}  MMD {report['mmd']:.4f} (bandwidth {h})  "
-               f"n={report['n']} vs {report['n_reference']} of {reference}")
-    if is_digits:
-        d = report["digits"]
-        if d["intended"] is not None:
-            click.echo(f"classified as {d['intended']}: {d['accuracy_intended']:.3f}")
-        click.echo(f"Frechet distance (classifier features) {d['fd']:.4g} vs {d['n_real']} held-out real digits "
-                   f"(classifier accuracy {d['classifier_accuracy']:.3f})")
-        click.echo(f"read with confidence >= {classifier.CONFIDENT:g}: {d['confident']:.3f} of the samples, "
-                   f"{d['confident_real']:.3f} of the real digits")
-        for c, row in d.get("per_label", {}).items():
-            fd = "-" if row["fd"] is None else f"{row['fd']:.4g}"
-            click.echo(f"label {c}: {row['n']} samples, read as {c}: {row['accuracy']:.3f}, Frechet distance to "
-                       f"real {c}s {fd}, confident {row['confident']:.3f}")
-    if io is not None:
-        click.echo(f"mean input-output distance {io:.4f}")
+    report = ev.assess(x, reference, n, ev.EVAL_SEED if seed is None else seed, list(bandwidth) or None, classify,
+                       inputs, labels, png)
+    click.echo(json.dumps(report) if as_json else "\n".join(ev.summary(report)))

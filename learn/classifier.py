@@ -47,11 +47,10 @@ VERSION = 1  # bump when the architecture or the training loop changes
 
 
 def digits():
-    """All digits ``(1797, 64)`` in ``[-1, 1]`` (the ``physfield.data`` scaling) and their labels."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.data / 8.0 - 1.0, d.target
+    """All digits ``(1797, 64)`` in ``[-1, 1]`` and their labels: the rows of ``physfield.data``'s
+    ``digits`` source."""
+    d = pdata.get("digits")
+    return d.rows, d.row_labels
 
 
 def split():
@@ -208,11 +207,12 @@ def report(samples, reference, intended=None, net=None):
     samples read with probability ``>= CONFIDENT`` (:func:`confident_share`), ``confident_real``
     the same share of the held-out real digits. ``intended`` defaults to ``C``; without one no
     class accuracy is given (``None``)."""
-    name, _, label = str(reference).partition(":")
-    if name != "digits":
+    from .evaluate import is_digits
+
+    if not is_digits(reference):
         raise ValueError(f"digits metrics need a digits reference ('digits' or 'digits:3'), got {reference!r}")
     present = pdata.classes(reference)[1]  # validates the classes
-    label = None if not label else present[0] if len(present) == 1 else present
+    label = None if pdata.source.parse(reference)[1] is None else present[0] if len(present) == 1 else present
     intended = (label if isinstance(label, int) else None) if intended is None else intended
     if intended is not None and intended not in range(10):
         raise ValueError(f"the intended class must be 0..9, got {intended!r}")

@@ -99,6 +99,100 @@ def evaluate(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None):
     return report, samples, ref
 
 
+def is_digits(reference):
+    """Whether the data spec ``reference`` names the digits (``digits``, ``digits:C,...``), which
+    add the metrics of :mod:`learn.classifier`."""
+    return issubclass(pdata.source.parse(reference)[0], pdata.Digits)
+
+
+def assess(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None, classify=None, inputs=None, labels=None,
+           png=None):
+    """Everything ``learn eval`` measures of ``samples`` against the data spec ``reference``.
+
+    Parameters
+    ----------
+    samples : ndarray, shape (m, D)
+        Generated samples (``learn sample``).
+    reference : str
+        The data spec of ``Q``; a digits spec (:func:`is_digits`) adds the classifier's metrics.
+    n, seed, bandwidths
+        As :func:`evaluate`.
+    classify : int, optional
+        Digits: the intended class (default: ``C`` of ``digits:C``).
+    inputs : ndarray, shape (m, D), optional
+        The inputs the samples were started from: adds the mean input-output distance.
+    labels : ndarray of int, shape (m,), optional
+        Digits: the class each sample was asked for: adds per-label metrics
+        (:func:`learn.classifier.per_label`).
+    png : path, optional
+        Also draw a picture: a scatter of 2-D samples over the reference, or a grid of image
+        samples (with ``labels``: a row of up to 10 per class).
+
+    Returns
+    -------
+    dict
+        :func:`evaluate`'s report, plus ``"digits"`` (:func:`learn.classifier.report`, with
+        ``"per_label"``) and ``"input_output_distance"`` where they apply.
+    """
+    digits = is_digits(reference)
+    if classify is not None and not digits:
+        raise ValueError(f"--classify needs a digits reference (digits or digits:C), got {reference!r}")
+    if labels is not None and not digits:
+        raise ValueError(f"--labels scores digits with the classifier; the reference is {reference!r}")
+    io = None if inputs is None else input_output_distance(inputs, samples)
+    report, used, ref = evaluate(samples, reference, n, seed, bandwidths)
+    if digits:
+        from . import classifier
+
+        report["digits"] = classifier.report(samples, reference, classify)
+        if labels is not None:
+            report["digits"]["per_label"] = classifier.per_label(samples, labels)
+    if io is not None:
+        report["input_output_distance"] = io
+    if png is not None:
+        picture(samples, used, ref, report, png, labels)
+    return report
+
+
+def picture(samples, used, ref, report, path, labels=None):
+    """The PNG of :func:`assess`: an image grid when the reference has an image shape (one row of up
+    to 10 per class with ``labels``), else a scatter of ``used`` over ``ref``."""
+    reference = report["reference"]
+    shape = pdata.shape(reference)
+    if shape is not None and labels is not None:
+        rows = np.concatenate([np.flatnonzero(labels == c)[:10] for c in np.unique(labels)])
+        image_grid_png(samples[rows], shape, path, f"samples per label {', '.join(map(str, np.unique(labels)))}",
+                       side=10)
+    elif shape is not None:
+        image_grid_png(samples, shape, path, f"{len(samples)} samples, {reference}")
+    else:
+        scatter_png(used, ref, path, f"{reference}: W2 {report['w2']:.3f}")
+
+
+def summary(report):
+    """The lines ``learn eval`` prints for a report of :func:`assess`."""
+    h = ", ".join(f"{v:.3g}" for v in report["bandwidths"])
+    lines = [f"W2 {report['w2']:.4f}  MMD {report['mmd']:.4f} (bandwidth {h})  "
+             f"n={report['n']} vs {report['n_reference']} of {report['reference']}"]
+    if "digits" in report:
+        from .classifier import CONFIDENT
+
+        d = report["digits"]
+        if d["intended"] is not None:
+            lines.append(f"classified as {d['intended']}: {d['accuracy_intended']:.3f}")
+        lines.append(f"Frechet distance (classifier features) {d['fd']:.4g} vs {d['n_real']} held-out real digits "
+                     f"(classifier accuracy {d['classifier_accuracy']:.3f})")
+        lines.append(f"read with confidence >= {CONFIDENT:g}: {d['confident']:.3f} of the samples, "
+                     f"{d['confident_real']:.3f} of the real digits")
+        for c, row in d.get("per_label", {}).items():
+            fd = "-" if row["fd"] is None else f"{row['fd']:.4g}"
+            lines.append(f"label {c}: {row['n']} samples, read as {c}: {row['accuracy']:.3f}, Frechet distance to "
+                         f"real {c}s {fd}, confident {row['confident']:.3f}")
+    if "input_output_distance" in report:
+        lines.append(f"mean input-output distance {report['input_output_distance']:.4f}")
+    return lines
+
+
 def scatter_png(samples, ref, path, title=""):
     """Scatter of 2-D ``samples`` over the reference, written to ``path`` (matplotlib Agg)."""
     if samples.shape[1] != 2:

@@ -157,8 +157,8 @@ def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, 
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     dim_source, dim_target = data.pair_dims(source, target, dim)
-    D = data.sample(source, 1, dim=dim_source).shape[1]
-    D_target = data.sample(target, 1, dim=dim_target).shape[1]
+    D = data.get(source, dim_source).dim
+    D_target = data.get(target, dim_target).dim
     if D != D_target:
         raise ValueError(f"source {source!r} is {D}-dimensional but target {target!r} is {D_target}-dimensional")
     shape = data.shape(source) or data.shape(target)
@@ -174,7 +174,7 @@ def _check_labels(source, target, conditional, within_class):
     target_classes = data.classes(target)
     if (conditional or within_class) and target_classes is None:
         raise ValueError(f"conditional runs need a labelled target; {target!r} has none "
-                         f"(labelled: {', '.join(data.CLASSES)})")
+                         f"(labelled: {', '.join(data.names(labelled=True))})")
     if within_class:
         source_classes = data.classes(source)
         if source_classes is None:

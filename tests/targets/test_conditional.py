@@ -50,7 +50,7 @@ def test_labels_name_the_component_a_sample_came_from():
     x, y = data.sample_labelled("checkerboard", 2000, seed=4)
     i, j = np.floor((x + 4) / 2).astype(int).T
     assert np.array_equal(y, 2 * i + j // 2) and np.all((i + j) % 2 == 0)
-    rows, target = data._all_digits()
+    rows, target = data.rows._all_digits()
     x, y = data.sample_labelled("digits:2,3", 300, seed=5)
     match = (x[:, None, :] == rows[None]).all(axis=2)
     assert np.all(match.any(axis=1)) and np.all(target[match.argmax(axis=1)] == y) and set(y.tolist()) == {2, 3}
