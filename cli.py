@@ -453,11 +453,11 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
     arrived inside Q's support; it reports how many leaked, reversed (went behind P) or were lost.
     """
-    from learn.sample import lines_of, load_model, sample
+    from learn.sample import load_model, sample
 
     device = usable_device(device)
     model, run = load_model(checkpoint, weights, device)
-    if lines_of(run) != "arc" and (max_steps is not None or radius is not None):
+    if run.lines != "arc" and (max_steps is not None or radius is not None):
         raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
     labels = requested_labels(label_args, run)
     if labels is None and labels_path is not None:
@@ -524,7 +524,7 @@ def requested_labels(label_args, run):
     from physfield import data as pdata
 
     if "all" in label_args:
-        present = pdata.classes(run["cache"]["target"])
+        present = pdata.classes(run.targets.target)
         if present is None:
             raise ValueError("--label all needs a run trained on a labelled target")
         return np.array(present[1])
@@ -555,10 +555,10 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
     rows, _ = check_lines(model, run, n, steps, method, seed, device)
     passed = checks_report.passed(rows)
     if as_json:
-        click.echo(json.dumps({"checkpoint": str(checkpoint), "field": run["field"], "checks": rows,
+        click.echo(json.dumps({"checkpoint": str(checkpoint), "field": run.field.params(), "checks": rows,
                                "passed": passed}, indent=2))
     else:
-        click.echo(f"learn check: {checkpoint}, field {run['field']['kind']}\n")
+        click.echo(f"learn check: {checkpoint}, field {run.field.params()['kind']}\n")
         click.echo("\n".join(line.rstrip() for line in rows_table(rows)))
         click.echo("\n" + checks_report.verdict(rows))
     click.get_current_context().exit(0 if passed else 1)

@@ -25,8 +25,8 @@ import importlib
 #: the public names, each from its module; imported on first use, so ``import learn`` (and the
 #: ``learn`` command's start) does not load torch and every module at once
 _FROM = {"TrainConfig": "train", "TrainResult": "train", "load_checkpoint": "train", "SampleResult": "sample",
-         "load_model": "sample", "log_prob": "logprob", "mmd": "evaluate"}
-_MODULES = ("check", "classifier", "data", "distributed", "evaluate", "logprob", "models", "sample", "train")
+         "load_model": "sample", "RunRecord": "record", "log_prob": "logprob", "mmd": "evaluate"}
+_MODULES = ("check", "classifier", "data", "distributed", "evaluate", "logprob", "models", "record", "regression", "sample", "train")
 
 __all__ = [*_FROM, *_MODULES]
 

@@ -26,10 +26,9 @@ import torch
 from scipy.spatial import cKDTree
 
 from physfield import data as pdata
-from physfield import fields, lines, report
+from physfield import lines, report
 from physfield.metrics import w2
 
-from . import regression
 from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends, unit_fn
 
 LINE_TOL = 0.01  # turned, reversed, leaked, lost: largest share
@@ -39,14 +38,12 @@ OFF_Q_QUANTILE = 0.99  # of the nearest-neighbour distances among Q's own draws
 
 @torch.no_grad()
 def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
-    """The rows of the module docstring for ``n`` learned lines; returns ``(rows, stats)``."""
-    cache = run["cache"]
-    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
-    field = fields.from_params(run["field"])
-    target = regression.get(run["train"]["target"])
-    x0 = pdata.sample(cache["source"], n, seed=seed, dim=D)
+    """The rows of the module docstring for ``n`` learned lines of the net ``model`` of the
+    :class:`learn.record.RunRecord` ``run``; returns ``(rows, stats)``."""
+    D, L, eps, field, target = run.D, run.L, run.eps, run.field, run.regression
+    x0 = pdata.sample(run.targets.source, n, seed=seed, dim=D)
     p = torch.from_numpy(np.column_stack([np.full(n, eps), x0]).astype(np.float32)).to(device)
-    c, r = support_ball(cache["target"], D)
+    c, r = support_ball(run.targets.target, D)
     centre = torch.from_numpy(c.astype(np.float32)).to(device)
     ends = support_ends(L, centre, r, ARC_RADIUS * (L + r))
     res = lines.follow_arc(unit_fn(model, target, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
@@ -55,7 +52,7 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
     share = {name: float(np.mean(status == code)) for code, name in enumerate(lines.STATUS)}
     end = res.end[:, 1:].cpu().numpy()
     arrived = status == lines.ARRIVED
-    Q = pdata.sample(cache["target"], SUPPORT_DRAWS, seed=1, dim=D)
+    Q = pdata.sample(run.targets.target, SUPPORT_DRAWS, seed=1, dim=D)
     spacing = float(np.quantile(cKDTree(Q).query(Q, k=2)[0][:, 1], OFF_Q_QUANTILE))
     off = float(np.mean(~arrived | (cKDTree(Q).query(end)[0] > spacing)))
     turned = float(res.turned.float().mean())

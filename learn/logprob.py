@@ -37,7 +37,7 @@ import torch
 from physfield import data as pdata
 from physfield import lines
 
-from .sample import check_labels, conditioned, lines_of, slope_fn
+from .sample import check_labels, conditioned, slope_fn
 
 EXACT_MAX_D = 64
 
@@ -86,14 +86,13 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
     docstring); a :class:`LogProb`. ``exact``: the exact divergence (default: when ``D <=
     EXACT_MAX_D``), else ``probes`` Hutchinson vectors (seeded by ``seed``). ``labels``, ``guidance``:
     a conditional run's class per point and guidance, as in :func:`learn.sample.sample`."""
-    cache = run["cache"]
-    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
+    D, L, eps = run.D, run.L, run.eps
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != D:
         raise ValueError(f"points must be rows (n, {D}) for this run, got shape {points.shape}")
     if not np.isfinite(points).all():
         raise ValueError("points contain NaN or Inf")
-    if lines_of(run) == "arc":
+    if run.lines == "arc":
         raise ValueError("log-likelihoods follow lines in z; this run's field is followed in arc length")
     labels = None if labels is None else np.asarray(labels)
     guidance = check_labels(run, None if labels is None else labels.tolist(), guidance, len(points))
@@ -102,7 +101,7 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(copy.deepcopy(model).to(torch.float64), y, guidance)  # the caller's model is left as it is
-    slope = slope_fn(net, run["train"]["target"], None, L)
+    slope = slope_fn(net, run.regression, None, L)
     x = torch.from_numpy(points).to(device=device, dtype=torch.float64)
     if exact:
         e, K = None, 1
@@ -113,6 +112,6 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
     state = torch.cat([x, torch.zeros(len(x), K, dtype=x.dtype, device=device)], dim=1)
     end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method).x
     x0, integral = end[:, :D].cpu().numpy(), end[:, D:].cpu().numpy()  # integral = int_L^eps div dz
-    estimates = pdata.log_density(cache["source"], x0)[:, None] + integral
+    estimates = pdata.log_density(run.targets.source, x0)[:, None] + integral
     spread = np.zeros(len(x0)) if exact else estimates.std(axis=1, ddof=1) / np.sqrt(K)
     return LogProb(estimates.mean(axis=1), spread, x0, exact, 0 if exact else K)

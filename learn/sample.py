@@ -63,6 +63,7 @@ from physfield import lines
 from physfield.validate import positive_int
 
 from . import models, regression
+from .record import RunRecord
 from .train import load_checkpoint
 
 ARC_STATUS = lines.STATUS
@@ -168,10 +169,10 @@ def check_labels(run, labels, guidance, n=None):
             raise ValueError("guidance needs labels (--label)")
         return 0.0
     guidance = GUIDANCE if guidance is None else float(guidance)
-    n_classes = run.get("net", {}).get("n_classes")
+    n_classes = run.n_classes
     if not n_classes:
         raise ValueError("this run's net has no labels: train it on a `physfield targets --conditional` cache")
-    if lines_of(run) == "arc":
+    if run.lines == "arc":
         raise ValueError("conditional sampling follows lines in z; this run's field is followed in arc length")
     bad = [y for y in labels if not 0 <= int(y) < n_classes]
     if bad:
@@ -201,22 +202,15 @@ def support_ends(L, centre, support, radius):
                       centre=torch.cat([torch.full_like(centre[:1], L / 2), centre]))
 
 
-def lines_of(run):
-    """How the lines of the run's field are followed, ``"z"`` or ``"arc"`` (the field's ``lines``);
-    the field is rebuilt from the parameters its cache recorded."""
-    from physfield import fields
-
-    return fields.from_params(run["field"]).lines
-
-
 def load_model(checkpoint, weights="ema", device="cpu"):
-    """``(model, run record)`` from a checkpoint (folder or file); ``weights``: ``ema`` or ``raw``."""
+    """``(model, record)`` from a checkpoint (folder or file): the net with its ``weights`` (``ema``
+    or ``raw``) on ``device``, and the run's :class:`learn.record.RunRecord`."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be ema or raw, got {weights!r}")
     ckpt = load_checkpoint(checkpoint)
     model = models.build(ckpt["run"]["net"])
     model.load_state_dict(ckpt["ema" if weights == "ema" else "model"])
-    return model.to(device).eval(), ckpt["run"]
+    return model.to(device).eval(), RunRecord.from_dict(ckpt["run"])
 
 
 def support_ball(target, D):
@@ -235,17 +229,16 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     (default :data:`GUIDANCE` with labels)."""
     labels = None if labels is None else np.asarray(labels)
     guidance = check_labels(run, None if labels is None else labels.tolist(), guidance, n)
-    cache = run["cache"]
-    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
-    source = cache["source"] if source is None else source
+    D, L, eps = run.D, run.L, run.eps
+    source = run.targets.source if source is None else source
     x0 = pdata.sample(source, n, seed=seed, dim=D)
     x = torch.from_numpy(x0.astype(np.float32)).to(device)
-    if lines_of(run) == "arc":
+    if run.lines == "arc":
         return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
-    limit = STEEP_FACTOR * run["steepest"] if run.get("steepest") else None
+    limit = STEEP_FACTOR * run.steepest if run.steepest else None
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(model, y, guidance)
-    x, bad, path = lines.follow_z(slope_fn(net, run["train"]["target"], limit, L), x, eps, L, steps, method,
+    x, bad, path = lines.follow_z(slope_fn(net, run.regression, limit, L), x, eps, L, steps, method,
                                   keep=trajectories)
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
@@ -258,10 +251,9 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
 
 def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius):
     """The Coulomb branch of :func:`sample`: arc length from ``(eps, x0)`` (module docstring)."""
-    cache = run["cache"]
-    D, L, eps = int(cache["D"]), float(cache["L"]), float(cache["eps"])
+    D, L, eps = run.D, run.L, run.eps
     positive_int("steps", steps)
-    c, r = support_ball(cache["target"], D)
+    c, r = support_ball(run.targets.target, D)
     max_steps = ARC_STEP_CAP * steps if max_steps is None else max_steps
     radius = ARC_RADIUS * (L + r) if radius is None else radius
     h = (L - eps) / steps

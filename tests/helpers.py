@@ -26,3 +26,14 @@ def invoke(*args):
     from cli import learn
 
     return CliRunner().invoke(learn, [str(a) for a in args])
+
+
+def run_record(field, target_kind, source="gaussian", target="gaussian", dim=2, eps=None, net=None, steepest=None):
+    """A :class:`learn.record.RunRecord` of a net trained on ``field``'s targets between ``source``
+    and ``target`` (what ``learn train`` records), for tests that hand the sampler a net of their own."""
+    import physfield as pf
+    from learn.record import RunRecord
+    from learn.train import TrainConfig
+
+    run = pf.targets.make_run(field, source, target, 64, "paired", 0.05, None, None, eps, None, 0, dim, "numpy", False)
+    return RunRecord(run, TrainConfig("-", "-", target=target_kind), net or {"kind": "mlp"}, 0, steepest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from pathlib import Path
 
 import h5py
@@ -17,8 +18,8 @@ class Cache:
     """An open, validated targets cache: ``points``, ``targets``, ``log_norm``, ``ess`` (h5py
     datasets, read lazily), ``labels`` (dataset, or ``None`` unless conditional) and ``n_classes``,
     ``pairs`` (dict of datasets, or ``None``), ``attrs`` (plain dict, ``field`` decoded from JSON
-    into ``field_params``), ``D``. Use as a context manager, or
-    call :meth:`close`."""
+    into ``field_params``), ``D``, and ``run``: the typed :class:`physfield.targets.Run` the attributes
+    record (read on first use). Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, path, file):
         self.path, self.file = str(path), file
@@ -34,6 +35,13 @@ class Cache:
 
     def __len__(self):
         return self.points.shape[0]
+
+    @cached_property
+    def run(self):
+        """The :class:`physfield.targets.Run` that wrote this cache, from its attributes."""
+        from .sampler import Run
+
+        return Run.from_attrs(self.attrs)
 
     def __repr__(self):
         return f"Cache({self.path!r}, n={len(self)}, D={self.D}, field={self.field_params})"

@@ -89,7 +89,8 @@ OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outsid
 
 @dataclass(frozen=True)
 class Run:
-    """Validated parameters of a run (:func:`make_run`)."""
+    """Validated parameters of a run (:func:`make_run`), or those a cache records
+    (:meth:`from_attrs`, :attr:`physfield.targets.Cache.run`)."""
 
     field: object
     source: str
@@ -109,6 +110,32 @@ class Run:
     within_class: bool = False
     n_classes: int | None = None
     z_schedule: str = Z_SCHEDULE
+
+    @classmethod
+    def from_attrs(cls, attrs):
+        """The run whose attributes a cache holds: :func:`physfield.targets.schema.run_attrs` read
+        back (the field rebuilt by :func:`physfield.fields.from_params`; ``reg`` is ``None`` for a
+        plan that takes none).
+
+        Parameters
+        ----------
+        attrs : dict
+            The cache's attributes as plain values (:attr:`physfield.targets.Cache.attrs`).
+
+        Returns
+        -------
+        Run
+        """
+        from ..fields import from_params
+
+        shape = attrs.get("data_shape")
+        n_classes = attrs.get("n_classes")
+        return cls(from_params(json.loads(attrs["field"])), attrs["source"], attrs["target"], int(attrs["B"]),
+                   attrs["plan"], attrs.get("reg"), float(attrs["lambda"]), float(attrs["eps"]),
+                   float(attrs["outside_fraction"]), int(attrs["seed"]), int(attrs["D"]),
+                   None if shape is None else tuple(int(s) for s in shape), attrs["backend"], bool(attrs["store_pairs"]),
+                   bool(attrs.get("conditional", False)), bool(attrs.get("within_class", False)),
+                   None if n_classes is None else int(n_classes), attrs.get("z_schedule", Z_SCHEDULE))
 
 
 def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, seed, dim, backend, store_pairs,

@@ -9,10 +9,11 @@ import torch
 
 import physfield as pf
 from learn import data, evaluate, sample, train
+from learn.record import RunRecord
 from physfield import data as pdata
 from physfield import lines
 from physfield import targets as tg
-from tests.helpers import TINY, invoke, one_line_error
+from tests.helpers import TINY, invoke, one_line_error, run_record
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +175,10 @@ def test_train_sample_eval_is_as_good_as_the_exact_field(caches, tmp_path):
     r = invoke("train", "--targets", caches["moons"], "--out", run, "--steps", 1500, "--lr", 3e-3, "--warmup", 20,
                "--hidden", 128, "--checkpoint-every", 500)
     assert r.exit_code == 0, r.output
-    record = json.loads((run / "run.json").read_text())
-    assert record["cache"]["source"] == "8gaussians" and record["cache"]["L"] == 6.0
-    assert record["field"]["kind"] == "strong" and record["train"]["steps"] == 1500
-    assert record["train"]["target"] == "velocity"  # auto on a strong cache
+    record = RunRecord.from_dict(json.loads((run / "run.json").read_text()))  # the folder's record, typed
+    assert record.targets.source == "8gaussians" and record.L == 6.0
+    assert record.field.params()["kind"] == "strong" and record.train.steps == 1500
+    assert record.train.target == "velocity"  # auto on a strong cache
     samples = tmp_path / "s.npy"
     r = invoke("sample", "--checkpoint", run, "--n", 800, "-o", samples, "--trajectories", tmp_path / "t.npy")
     assert r.exit_code == 0 and "WARNING" not in r.output, r.output
@@ -272,8 +273,8 @@ def test_a_user_regression_target_runs_through_the_commands(caches, tmp_path, mo
                "mytargets:Doubled")
     assert r.exit_code == 0, r.output
     model, record = sample.load_model("run", "raw")
-    assert record["train"]["target"] == "mytargets:Doubled" and record["net"]["out"] == 3
-    assert regression.get(record["train"]["target"]).encode(np.ones((1, 3), np.float32), 6.0).tolist() == [[2, 2, 2]]
+    assert record.train.target == "mytargets:Doubled" and record.net["out"] == 3
+    assert regression.get(record.train.target).encode(np.ones((1, 3), np.float32), 6.0).tolist() == [[2, 2, 2]]
     r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "s.npy")
     assert r.exit_code == 0, r.output
     assert np.load("s.npy").shape == (20, 2)
@@ -309,7 +310,7 @@ def test_a_user_network_runs_through_the_commands(caches, tmp_path, monkeypatch)
     r = invoke("train", "--targets", caches["toy"], "--out", "run", "--steps", 5, "--batch", 64, "--net", "mynets:Linear")
     assert r.exit_code == 0, r.output
     model, record = sample.load_model("run", "raw")
-    assert record["net"]["kind"] == "mynets:Linear" and record["net"]["hidden"] == 4
+    assert record.net["kind"] == "mynets:Linear" and record.net["hidden"] == 4
     assert type(model).__name__ == "Linear" and sum(p.numel() for p in model.parameters()) == 3 * 2 + 2
     r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "s.npy")
     assert r.exit_code == 0, r.output
@@ -323,7 +324,7 @@ def test_velocity_run_samples_without_fz(caches, tmp_path):
     r = invoke("train", "--targets", caches["toy"], "--out", run, *TINY, "--steps", 20, "--target", "velocity")
     assert r.exit_code == 0, r.output
     model, record = sample.load_model(run, "raw")
-    assert record["net"]["out"] == 2
+    assert record.net["out"] == 2
     result = sample.sample(model, record, 50, method="heun", steps=10, seed=1)
     assert result.samples.shape == (50, 2) and result.stats["fz_nonpositive"] == 0
     # same seed, same start, same network: the CLI writes the same samples
@@ -348,7 +349,7 @@ def test_unet_on_an_image_cache(caches, tmp_path):
     losses = np.loadtxt(run / "loss.csv", delimiter=",", skiprows=1)[:, 1]
     assert losses[-10:].mean() < 0.7 * losses[:10].mean()
     model, record = sample.load_model(run)
-    assert record["net"]["kind"] == "unet" and record["net"]["shape"] == [1, 8, 8]
+    assert record.net["kind"] == "unet" and record.net["shape"] == [1, 8, 8]
     result = sample.sample(model, record, 16, steps=10)
     assert result.samples.shape == (16, 64) and np.isfinite(result.samples).all()
 
@@ -483,10 +484,7 @@ def test_sampling_uses_the_ema_weights_by_default(caches, tmp_path):
 
 def velocity_run(L, D=2):
     """A run record of a velocity net on a strong-field cache (what ``learn.train`` writes)."""
-    eps = 1e-3 * L
-    return {"cache": {"D": D, "L": L, "eps": eps, "source": "gaussian", "target": "moons"},
-            "train": {"target": "velocity"}, "field": {"kind": "strong", "L": L, "sigma0": 1.0, "d": L / 2},
-            "steepest": None}
+    return run_record(pf.StrongField(L), "velocity", target="moons", dim=D)
 
 
 @pytest.mark.parametrize("L", [1.0, 6.0, 40.0])
@@ -500,7 +498,7 @@ def test_velocity_sampler_moves_lines_by_v_over_the_normalised_time(L):
 
     run = velocity_run(L)
     result = sample.sample(ConstantVelocity(), run, 64, steps=10, method="heun")
-    eps = run["cache"]["eps"]
+    eps = run.eps
     np.testing.assert_allclose(result.samples, result.inputs + np.array([1.5, -2.0]) * (L - eps) / L, atol=1e-5)
 
 

@@ -12,7 +12,7 @@ from learn import data, models, sample, train
 from learn.logprob import log_prob
 from physfield import data as pdata
 from physfield import targets as tg
-from tests.helpers import TINY, invoke, one_line_error
+from tests.helpers import TINY, invoke, one_line_error, run_record
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_guidance_is_the_extrapolation_of_the_conditional_field():
     for w in (0.0, 1.0, 3.0):
         assert torch.allclose(sample.conditioned(net, y, w)(p), (1 + w) * cond - w * uncond, atol=1e-6)
     assert sample.conditioned(net, None, 0.0) is net
-    run = {"net": {"n_classes": 3}, "field": pf.StrongField(6.0).params()}
+    run = run_record(pf.StrongField(6.0), "direction", net={"kind": "mlp", "n_classes": 3})
     assert sample.check_labels(run, [0, 2], None) == sample.GUIDANCE and sample.check_labels(run, None, None) == 0
     assert f"--label: {sample.GUIDANCE:g}," in " ".join(invoke("sample", "--help").output.split())
 
@@ -175,8 +175,7 @@ def affine_case(D, seed=0, L=6.0, eps=0.006):
     M = A @ np.linalg.inv((1 - te) * np.eye(D) + te * A)
     q = multivariate_normal(m - M @ (te * m), M @ M.T)
     x = q.rvs(30, random_state=seed + 1).reshape(30, D)
-    run = {"cache": {"D": D, "L": L, "eps": eps, "source": "gaussian", "target": "gaussian"},
-           "train": {"target": "velocity"}, "net": {"kind": "mlp"}, "field": pf.StrongField(L).params()}
+    run = run_record(pf.StrongField(L), "velocity", dim=D, eps=eps)
     return Affine(m, A, L), run, x, q.logpdf(x)
 
 

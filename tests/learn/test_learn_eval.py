@@ -12,7 +12,7 @@ from cli import learn
 from learn import check as learn_check
 from learn import classifier, evaluate, sample
 from physfield import data as pdata
-from tests.helpers import one_line_error
+from tests.helpers import one_line_error, run_record
 
 ARRIVED, LEAKED, REVERSED, LOST = range(4)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -125,8 +125,7 @@ def test_capacitor_lines_never_reverse_between_the_plates():
 
 def test_coulomb_run_samples_in_arc_length():
     """``sample`` dispatches on the run's field kind: a Coulomb run record gives arrived-only samples."""
-    run = {"cache": {"D": 2, "L": 1.0, "eps": 0.001, "source": "gaussian", "target": "gaussian"},
-           "train": {"target": "direction"}, "field": {"kind": "coulomb", "L": 1.0}}
+    run = run_record(pf.CoulombField(1.0), "direction")
     src = pdata.sample("gaussian", 300, seed=0)
     tgt = pdata.sample("gaussian", 300, seed=1)
     model = Capacitor(1.0, src[:50], tgt[:50]).float()
@@ -136,7 +135,7 @@ def test_coulomb_run_samples_in_arc_length():
     assert len(result.samples) == s["arrived"] == result.mask.sum() and s["arrived"] > 40
     np.testing.assert_array_equal(result.inputs, pdata.sample("gaussian", 64, seed=0)[result.mask])
     assert np.isfinite(result.samples).all() and "arrived" in str(result)
-    strong = dict(run, field={"kind": "strong"})
+    strong = run_record(pf.StrongField(1.0), "direction")
     assert "sampler" not in sample.sample(model, strong, 8, steps=5).stats  # the z-parametrised sampler
 
 
@@ -154,8 +153,6 @@ class Affine(torch.nn.Module):
         return torch.cat([self.fz(p)[:, None], f], dim=1)
 
 
-STRONG_RUN = {"cache": {"D": 2, "L": 6.0, "eps": 0.006, "source": "gaussian", "target": "gaussian"},
-              "field": {"kind": "strong", "L": 6.0, "sigma0": 1.0, "d": 0.5}}
 
 
 @pytest.mark.parametrize("net_, target, failing", [
@@ -166,7 +163,7 @@ STRONG_RUN = {"cache": {"D": 2, "L": 6.0, "eps": 0.006, "source": "gaussian", "t
 def test_learn_check_measures_learned_lines(net_, target, failing):
     """A net whose lines land on Q passes; one that throws them wide of Q fails leaked and off Q;
     one whose f_z turns negative at z = 3 (a null plane there: lines stall) fails turned and lost."""
-    run = dict(STRONG_RUN, train={"target": target})
+    run = run_record(pf.StrongField(6.0, d=0.5), target)
     rows, stats = learn_check.check(net_, run, n=200, steps=50)
     failed = {r["name"] for r in rows if r["status"] == "fail"}
     assert failed == failing, rows

@@ -63,6 +63,11 @@ def test_schema_and_attributes(tmp_path):
             "store_pairs": False, "backend": "numba", "version": pf.__version__,
         }
         assert c.field_params == {"kind": "strong", "L": 6.0, "sigma0": 1.0, "d": 0.5}
+        run = c.run  # the typed record of the attributes
+        assert (run.source, run.target, run.dim, run.B, run.plan, run.eps, run.shape) == \
+            ("digits:2", "digits:3", 64, 32, "optimal", 6e-3, (1, 8, 8))
+        assert run.field.params() == STRONG.params() and run.lam == 0.3 and run.reg is None
+        assert targets.schema.run_attrs(run) == c.attrs  # read back, it writes the same attributes
         for name, shape, dtype in (("points", (70, 65), np.float32), ("targets", (70, 65), np.float32),
                                    ("log_norm", (70,), np.float64), ("ess", (70,), np.float64)):
             ds = getattr(c, name)
