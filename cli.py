@@ -19,39 +19,17 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
-import time
 
 import click
 import numpy as np
 
+from physfield import fields as pf_fields
 from physfield import plans as pf_plans
 from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 from physfield.validate import one_line
-
-
-def rows_table(rows):
-    """Aligned lines of check rows (name, property, value, claim, status, how)."""
-    cells = [("check", "property", "value", "claim", "status", "how")]
-    cells += [(r["name"], r["property"], "nan" if r["value"] is None else f"{r['value']:.3g}", r["claim"],
-               r["status"], r["method"]) for r in rows]
-    widths = [max(len(cell[i]) for cell in cells) for i in range(5)]
-    return ["  ".join(cell[i].ljust(widths[i]) for i in range(5)) + "  " + cell[5] for cell in cells]
-
-
-def table(report):
-    """The human-readable report: a header, aligned rows, a verdict line."""
-    from physfield import report as checks_report
-
-    f, c = report["field"], report["config"]
-    params = " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in f.items() if k != "kind")
-    lines = [f"physfield check: {f['kind']} field, {params}",
-             (f"data: {c['source']} -> {c['target']}, D={c['dim']}, n={c['n']} per side, plan={c['plan']}, "
-              f"seed={c['seed']}, backend={c['backend']}"), ""]
-    lines += rows_table(report["checks"])
-    lines += ["", f"{checks_report.verdict(report['checks'])}  [{report['seconds']:.1f} s]"]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def one_line_errors(fn):
@@ -83,41 +61,6 @@ def parse_params(items):
     return params
 
 
-def build_field(spec, L, params, only_known=False):
-    """The field ``spec`` (registered name or ``module:Class``) with ``L`` and the given parameters
-    (``None`` values are left to the field's defaults). ``only_known``: pass each field only the
-    parameters it takes (several fields built from one command line)."""
-    from physfield import fields
-
-    cls = fields.get(spec)
-    given = {k: v for k, v in params.items() if v is not None}
-    if only_known:
-        given = {k: v for k, v in given.items() if k in cls.parameter_names()}
-    return fields.build(spec, L=L, **given)
-
-
-def usable_device(device):
-    """``auto`` -> ``cuda`` or ``cpu`` (what torch sees); ``cuda`` without a CUDA device is an error."""
-    import torch
-
-    from learn.train import resolve_device
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda asked but torch sees no CUDA device")
-    return resolve_device(device)
-
-
-def draw_data(source, target, n, dim, seed):
-    """``n`` sources and sinks from the data specs, and a probe seed: three streams of ``seed``."""
-    import physfield as pf
-
-    source_seed, target_seed, probe_seed = np.random.SeedSequence(seed).generate_state(3)
-    dim_source, dim_target = pf.data.pair_dims(source, target, dim)
-    B = pf.data.sample(target, n, seed=target_seed, dim=dim_target)
-    A = pf.data.sample(source, n, seed=source_seed, dim=dim_source)
-    return A, B, int(probe_seed)
-
-
 def registered(get, keep=("auto",)):
     """A click callback for an option naming a registered kind or ``module:name``: the value,
     stripped, once ``get(value)`` accepts it (else a one-line usage error); ``keep``: values
@@ -147,29 +90,65 @@ def plan_option(default, help_text):
                         metavar=f"[{names}|module:function]", help=help_text)
 
 
-def field_options(f):
-    """The options that choose a field and its data, shared by check and trace."""
-    options = [
-        click.option("--field", "spec", required=True, metavar="NAME|module:Class",
-                     help="strong (IFM), coulomb (EFM capacitor), or a user field class module:Class."),
-        click.option("--source", default="gaussian", show_default=True, help="data spec of the sources on z = 0."),
-        click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L."),
-        click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension D [default: that of the data]."),
-        click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="charges per side."),
-        plan_option("paired", "the coupling of the charges."),
-        click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance."),
-        click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0]."),
-        click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: L/2]."),
-        click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
-                     help="a parameter of the field's constructor (repeatable)."),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="seeds the data and the random points."),
-        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True),
-        click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+def field_parameters():
+    """``{name: help}`` of the constructor parameters of the registered fields but ``L``, in the
+    fields' own words (:meth:`physfield.fields.Field.parameter_docs`) with their defaults."""
+    found = {}
+    for kind in pf_fields.names():
+        cls = pf_fields.get(kind)
+        docs, signature = cls.parameter_docs(), inspect.signature(cls)
+        for name in cls.parameter_names()[1:]:
+            default = signature.parameters[name].default
+            text = f"{kind}: {docs.get(name, name)}" + ("" if default is None else f" [default: {default}]")
+            found[name] = f"{found[name]}; {text}" if name in found else text
+    return found
+
+
+FIELD_PARAMETERS = field_parameters()
+
+
+def collect_field_params(given, extra):
+    """The field's keyword parameters from a command's options: each ``--NAME`` of
+    :data:`FIELD_PARAMETERS` that was given (popped from ``given``), then ``--param NAME=VALUE``."""
+    params = {name: given.pop(name) for name in FIELD_PARAMETERS}
+    return {**{k: v for k, v in params.items() if v is not None}, **parse_params(extra)}
+
+
+def stack(options):
+    """A decorator applying ``options`` (click options) in the order listed."""
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+#: the options that choose a field, its data and its parameters: check, trace and targets
+field_options = stack([
+    click.option("--field", "spec", required=True, metavar="NAME|module:Class",
+                 help=f"{', '.join(pf_fields.names())}, or a user field class module:Class; trace takes several, "
+                      "comma-separated."),
+    click.option("--source", default="gaussian", show_default=True, help="data spec of the sources on z = 0."),
+    click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L."),
+    click.option("--dim", type=click.IntRange(min=1), default=None,
+                 help="dimension of bare gaussian specs [default: the other side's, else 2]."),
+    click.option("--L", "L", type=float, default=inspect.signature(pf_fields.Field).parameters["L"].default,
+                 show_default=True, help="plate distance."),
+    *[click.option(f"--{name}", type=float, default=None, help=text) for name, text in FIELD_PARAMETERS.items()],
+    click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
+                 help="a parameter of the field's constructor (repeatable)."),
+    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                 help="seeds the data and everything random."),
+    click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True),
+])
+
+#: check's and trace's charges and output
+measure_options = stack([
+    click.option("--n", type=click.IntRange(min=1), default=256, show_default=True, help="charges per side."),
+    plan_option("paired", "the coupling of the charges."),
+    click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only."),
+])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -179,10 +158,11 @@ def physfield():
 
 @physfield.command()
 @field_options
+@measure_options
 @click.option("--only", default=None, metavar="NAME,...",
               help="measure only these checks (comma-separated row names) [default: all].")
 @one_line_errors
-def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json, only):
+def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, only, **given):
     """Measure a field's properties and mark each one pass or fail.
 
     The field is built between --n samples of --source (z = 0) and of --target (z = L).
@@ -192,36 +172,16 @@ def check(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
     """
     from physfield import report as checks_report
 
-    start = time.perf_counter()
-    field = build_field(spec, L, {"sigma0": sigma0, "d": d, **parse_params(extra)})
-    A, B, probe_seed = draw_data(source, target, n, dim, seed)
+    field = pf_fields.build(spec, L=L, **collect_field_params(given, extra))
     only = None if only is None else [name.strip() for name in only.split(",") if name.strip()]
-    rows, used = checks_report.measure(field, A, B, plan, backend, probe_seed, only=only)
-    report = {
-        "field": field.params(),
-        "config": {"source": source, "target": target, "dim": A.shape[1], "n": n, "plan": plan, "seed": seed,
-                   "backend": used},
-        "checks": rows,
-        "passed": checks_report.passed(rows),
-        "seconds": time.perf_counter() - start,
-    }
-    click.echo(json.dumps(report, indent=2) if as_json else table(report))
+    report = checks_report.check(field, source, target, n, dim, plan, backend, seed, only)
+    click.echo(json.dumps(report, indent=2) if as_json else checks_report.text(report))
     click.get_current_context().exit(0 if report["passed"] else 1)
-
-
-TRACE_STATS = ("arrived", "reversed", "leaked", "lost", "turned", "straightness", "flux_error", "w2")
-
-
-def trace_table(rows):
-    """Aligned table of trace statistics, one row per (field, L)."""
-    head = ("field", "L") + TRACE_STATS + ("seconds",)
-    cells = [head] + [tuple(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in head) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c[i].rjust(widths[i]) for i in range(len(head))) for c in cells)
 
 
 @physfield.command()
 @field_options
+@measure_options
 @click.option("--lines", type=click.IntRange(min=1), default=512, show_default=True, help="field lines to trace.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=4000, show_default=True,
               help="RK4 steps in arc length after which a line is lost.")
@@ -230,8 +190,8 @@ def trace_table(rows):
 @click.option("--sweep-L", "sweep", default=None,
               help="comma-separated plate distances: trace the field(s) on the same data at each L.")
 @one_line_errors
-def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend, as_json, lines, max_steps, plot,
-          sweep):
+def trace(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, lines, max_steps, plot, sweep,
+          **given):
     """Trace field lines and report how they end.
 
     --field may list several fields, comma-separated (strong,coulomb): each is traced on the same
@@ -246,39 +206,30 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
     Ls = [L] if sweep is None else [float(v) for v in sweep.split(",") if v.strip()]
     if not Ls:
         raise ValueError("--sweep-L needs at least one plate distance")
-    A, B, line_seed = draw_data(source, target, n, dim, seed)
+    A, B, line_seed = pf.data.draw_pair(source, target, n, seed, dim)
     specs = [s.strip() for s in spec.split(",") if s.strip()]
-    params = {"sigma0": sigma0, "d": d, **parse_params(extra)}
-    rows, results = [], []
-    for L_ in Ls:
-        for name in specs:
-            field = build_field(name, L_, params, only_known=len(specs) > 1)
-            res = pf.trace(field, A, B, plan=plan, n_lines=lines, seed=line_seed, max_steps=max_steps,
-                           keep_paths=plot is not None, backend=backend, progress=not as_json)
-            rows.append({"field": name, "L": L_, **res.stats})
-            results.append((field, res))
+    results = pf.tracing.sweep(specs, Ls, A, B, collect_field_params(given, extra), plan=plan, n_lines=lines,
+                               seed=line_seed, max_steps=max_steps, keep_paths=plot is not None, backend=backend,
+                               progress=not as_json)
     if plot is not None:
         from physfield import plot as plotting
 
         field, res = results[0]
         plotting.lines_png(res, A, B, field.L, plot, title=f"{field!r}, {source} -> {target}, plan {plan}")
     if as_json:
+        runs = [{"field": field.spec(), "L": field.L, **res.stats} for field, res in results]
         click.echo(json.dumps({"source": source, "target": target, "D": int(A.shape[1]), "n": n, "plan": plan,
-                               "seed": seed, "runs": rows}, indent=2))
+                               "seed": seed, "runs": runs}, indent=2))
     else:
         click.echo(f"physfield trace: {source} -> {target}, D={A.shape[1]}, n={n} per side, plan={plan}, "
                    f"{lines} lines, seed={seed}\n")
-        click.echo(trace_table(rows))
+        click.echo(pf.tracing.table(results))
         if plot is not None:
             click.echo(f"\nlines drawn to {plot}")
 
 
 @physfield.command()
-@click.option("--field", "spec", required=True, metavar="NAME|module:Class",
-              help="strong (IFM), coulomb (EFM capacitor), or a user field class module:Class.")
-@click.option("--source", default="gaussian", show_default=True, help="data spec of the sources on z = 0.")
-@click.option("--target", default="8gaussians", show_default=True, help="data spec of the sinks on z = L.")
-@click.option("--dim", type=click.IntRange(min=1), default=None, help="dimension of bare gaussian specs [default: the other side's, else 2].")
+@field_options
 @click.option("--n", type=click.IntRange(min=1), required=True, help="training points to store.")
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True, help="pairs per minibatch B.")
 @plan_option(PLAN, "minibatch coupling; optimal (IFM-MB) measured best, paired is the IFM paper's.")
@@ -290,13 +241,6 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
               help="the IFM paper's knob instead of --noise: spread lambda sqrt(min(z, L - z)).")
 @click.option("--z-schedule", type=click.Choice(list(Z_SCHEDULES)), default=Z_SCHEDULE, show_default=True,
               help="law of the training points' z: uniform, or logit-normal (more points mid-gap).")
-@click.option("--L", "L", type=float, default=6.0, show_default=True, help="plate distance.")
-@click.option("--sigma0", type=float, default=None, help="string width (strong) [default: 1.0].")
-@click.option("--d", type=float, default=None, help="end length, 0 < d <= L/2 (strong) [default: L/2].")
-@click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
-              help="a parameter of the field's constructor (repeatable).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="cache file [default: data/<field>_<source>_<target>.h5].")
 @click.option("--resume", is_flag=True, help="extend an existing cache with the same attributes to --n points.")
@@ -319,38 +263,27 @@ def trace(spec, source, target, dim, n, plan, L, sigma0, d, extra, seed, backend
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="attempts more for a shard that fails.")
 @one_line_errors
-def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, z_schedule, L, sigma0, d, extra, seed, backend,
-            out, resume, overwrite, store_pairs, conditional, within_class, workers, ray_address, shard_points, copy,
-            retries):
+def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, z_schedule, L, extra, seed, backend, out,
+            resume, overwrite, store_pairs, conditional, within_class, workers, ray_address, shard_points, copy,
+            retries, **given):
     """Cache Monte Carlo training targets (points, unit field directions, log|E|, ESS) to HDF5.
 
     With --workers or --ray the run is cut into shards (OUT.shards/shard-*.h5) computed in
     parallel and joined into OUT; the datasets are the same bytes as a run in one process, and
     --resume computes only the shards that are missing or incomplete.
     """
-    import re
-
     from physfield import targets as tg
     from physfield.kernels import get_backend
 
-    if out is None:
-        slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (spec, source, target))
-        out = f"data/{slug}.h5"
-    if workers and ray_address:
-        raise ValueError("choose --workers or --ray, not both")
-    if (shard_points or copy) and not (workers or ray_address):
-        raise ValueError("--shard-points and --copy go with --workers or --ray")
-    field = build_field(spec, L, {"sigma0": sigma0, "d": d, **parse_params(extra)})
-    engine = None
-    if workers:
-        engine = tg.engines.Pool(workers)
-    elif ray_address:
-        engine = tg.engines.Ray(None if ray_address == "local" else ray_address, gpus=get_backend(backend).gpu)
+    field = pf_fields.build(spec, L=L, **collect_field_params(given, extra))
+    out = tg.default_path(field, source, target) if out is None else out
+    engine = tg.engines.choose(workers, ray_address, gpus=get_backend(backend).gpu)
     try:
-        result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, noise=noise, lam=lam, seed=seed, reg=reg,
-                             dim=dim, backend=backend, resume=resume, overwrite=overwrite, store_pairs=store_pairs,
-                             progress=True, engine=engine, shard_points=shard_points, copy=copy, retries=retries,
-                             conditional=conditional, within_class=within_class, z_schedule=z_schedule)
+        result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, noise=noise, lam=lam, seed=seed,
+                             reg=reg, dim=dim, backend=backend, resume=resume, overwrite=overwrite,
+                             store_pairs=store_pairs, progress=True, engine=engine, shard_points=shard_points,
+                             copy=copy, retries=retries, conditional=conditional, within_class=within_class,
+                             z_schedule=z_schedule)
     finally:
         if engine is not None:
             engine.close()
@@ -453,18 +386,17 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
     arrived inside Q's support; it reports how many leaked, reversed (went behind P) or were lost.
     """
-    from learn.sample import load_model, sample
+    from learn.sample import labels_for, load_model, sample
+    from learn.train import resolve_device
 
-    device = usable_device(device)
+    device = resolve_device(device)
     model, run = load_model(checkpoint, weights, device)
     if run.lines != "arc" and (max_steps is not None or radius is not None):
         raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
-    labels = requested_labels(label_args, run)
+    labels = labels_for(label_args, run, n)
     if labels is None and labels_path is not None:
         raise ValueError("--labels saves the labels of a conditional sample: give --label")
-    if labels is not None:
-        labels = np.repeat(labels, n)
-        n = len(labels)
+    n = n if labels is None else len(labels)
     result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius,
                     labels, guidance)
     np.save(out, result.samples)
@@ -504,8 +436,9 @@ def learn_logprob(checkpoint, points_path, out, steps, method, divergence, probe
     from learn import evaluate as ev
     from learn.logprob import log_prob
     from learn.sample import load_model
+    from learn.train import resolve_device
 
-    device = usable_device(device)
+    device = resolve_device(device)
     points = ev.load_samples(points_path, "points")
     model, run = load_model(checkpoint, weights, device)
     labels = None if label is None else np.full(len(points), label)
@@ -515,23 +448,6 @@ def learn_logprob(checkpoint, points_path, out, steps, method, divergence, probe
     if spread_path is not None:
         np.save(spread_path, result.spread)
     click.echo(f"{result}; saved {out}")
-
-
-def requested_labels(label_args, run):
-    """``--label`` values -> the sorted labels asked for (``all``: every class of the run's target), or ``None``."""
-    if not label_args:
-        return None
-    from physfield import data as pdata
-
-    if "all" in label_args:
-        present = pdata.classes(run.targets.target)
-        if present is None:
-            raise ValueError("--label all needs a run trained on a labelled target")
-        return np.array(present[1])
-    try:
-        return np.array(sorted({int(v) for v in label_args}))
-    except ValueError:
-        raise ValueError(f"--label takes class numbers or 'all', got {', '.join(label_args)}") from None
 
 
 @learn.command("check")
@@ -548,9 +464,10 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
 
     from learn.check import check as check_lines
     from learn.sample import load_model
+    from learn.train import resolve_device
     from physfield import report as checks_report
 
-    device = usable_device(device)
+    device = resolve_device(device)
     model, run = load_model(checkpoint, weights, device)
     rows, _ = check_lines(model, run, n, steps, method, seed, device)
     passed = checks_report.passed(rows)
@@ -559,7 +476,7 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
                                "passed": passed}, indent=2))
     else:
         click.echo(f"learn check: {checkpoint}, field {run.field.params()['kind']}\n")
-        click.echo("\n".join(line.rstrip() for line in rows_table(rows)))
+        click.echo("\n".join(checks_report.rows_table(rows)))
         click.echo("\n" + checks_report.verdict(rows))
     click.get_current_context().exit(0 if passed else 1)
 

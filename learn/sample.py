@@ -157,6 +157,38 @@ def conditioned(model, labels=None, guidance=0.0):
     return guided
 
 
+def labels_for(values, run, per_label=1):
+    """The label of every line ``learn sample --label`` asks for: each requested class
+    ``per_label`` times, in class order.
+
+    Parameters
+    ----------
+    values : sequence of str or int
+        Class numbers, or ``"all"``: every class of the run's target (:func:`physfield.data.classes`).
+    run : learn.record.RunRecord
+    per_label : int
+        Lines per class.
+
+    Returns
+    -------
+    ndarray of int or None
+        ``None`` when ``values`` is empty (an unconditional sample).
+    """
+    if not values:
+        return None
+    if "all" in values:
+        present = pdata.classes(run.targets.target)
+        if present is None:
+            raise ValueError("--label all needs a run trained on a labelled target")
+        asked = np.array(present[1])
+    else:
+        try:
+            asked = np.array(sorted({int(v) for v in values}))
+        except ValueError:
+            raise ValueError(f"--label takes class numbers or 'all', got {', '.join(map(str, values))}") from None
+    return np.repeat(asked, positive_int("per_label", per_label))
+
+
 def check_labels(run, labels, guidance, n=None):
     """The guidance to use (``None``: :data:`GUIDANCE` with labels, 0 without); a one-line
     ``ValueError`` unless ``labels`` (a sequence of ints, or ``None``) and ``guidance`` fit the run:

@@ -105,14 +105,16 @@ def _check(cfg):
         raise ValueError(f"clip must be >= 0 (0: no clipping), got {cfg.clip}")
     if cfg.net != "auto":
         models.get(cfg.net)
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda asked but torch sees no CUDA device")
+    resolve_device(cfg.device)
 
 
 def resolve_device(device):
-    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; others unchanged."""
+    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; ``cpu`` and ``cuda`` as
+    they are, ``cuda`` without a CUDA device and anything else being a one-line ``ValueError``."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda asked but torch sees no CUDA device")
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 

@@ -46,6 +46,7 @@ with the reason as its method), ``method`` (and extras).
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -438,6 +439,68 @@ STEPS = {
     pairing_rows: ("pairing",),
 }
 ROWS = tuple(name for names in STEPS.values() for name in names)
+
+
+def check(field, source="gaussian", target="8gaussians", n=256, dim=None, plan="paired", backend="auto", seed=0,
+          only=None):
+    """``physfield check`` in Python: draw the charges, measure the field's properties, report.
+
+    ``n`` sources and sinks come from the data specs, with the probes' seed, from three streams
+    of ``seed`` (:func:`physfield.data.draw_pair`), so a seed reproduces the whole report; then
+    :func:`measure`.
+
+    Parameters
+    ----------
+    field : physfield.fields.Field
+    source, target : str
+        Data specs of the sources and the sinks.
+    n : int
+        Charges per side.
+    dim : int, optional
+        The dimension of a bare ``gaussian``.
+    plan : str or array_like
+        A plan name (``module:function`` too) or an ``(n, n)`` coupling.
+    backend : str
+    seed : int
+    only : sequence of str, optional
+        Names of :data:`ROWS` to measure (default: all).
+
+    Returns
+    -------
+    dict
+        ``field`` (its parameters), ``config`` (source, target, dim, n, plan, seed, backend),
+        ``checks`` (the rows), ``passed`` (:func:`passed`), ``seconds``; :func:`text` prints it.
+    """
+    from . import data
+
+    start = time.perf_counter()
+    A, B, probe_seed = data.draw_pair(source, target, n, seed, dim)
+    rows, used = measure(field, A, B, plan, backend, probe_seed, only=only)
+    config = {"source": source, "target": target, "dim": A.shape[1], "n": n,
+              "plan": plan if isinstance(plan, str) else "explicit", "seed": seed, "backend": used}
+    return {"field": field.params(), "config": config, "checks": rows, "passed": passed(rows),
+            "seconds": time.perf_counter() - start}
+
+
+def rows_table(rows):
+    """Aligned lines of check rows: name, property, value, claim, status, how."""
+    cells = [("check", "property", "value", "claim", "status", "how")]
+    cells += [(r["name"], r["property"], "nan" if r["value"] is None else f"{r['value']:.3g}", r["claim"],
+               r["status"], r["method"]) for r in rows]
+    widths = [max(len(cell[i]) for cell in cells) for i in range(5)]
+    return [("  ".join(cell[i].ljust(widths[i]) for i in range(5)) + "  " + cell[5]).rstrip() for cell in cells]
+
+
+def text(report):
+    """The report of :func:`check` as ``physfield check`` prints it: a header, the rows, the verdict."""
+    f, c = report["field"], report["config"]
+    params = " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in f.items() if k != "kind")
+    lines = [f"physfield check: {f['kind']} field, {params}",
+             (f"data: {c['source']} -> {c['target']}, D={c['dim']}, n={c['n']} per side, plan={c['plan']}, "
+              f"seed={c['seed']}, backend={c['backend']}"), ""]
+    lines += rows_table(report["checks"])
+    lines += ["", f"{verdict(report['checks'])}  [{report['seconds']:.1f} s]"]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STEPS, only=None):

@@ -186,6 +186,55 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
                        paths=res.path, lines=res, geometry=geometry)
 
 
+#: the statistics :func:`table` shows, one column each
+TABLE_STATS = ("arrived", "reversed", "leaked", "lost", "turned", "straightness", "flux_error", "w2")
+
+
+def sweep(specs, Ls, sources, sinks, params=None, **options):
+    """``physfield trace`` in Python: trace each field at each plate distance on the same charges.
+
+    Parameters
+    ----------
+    specs : sequence of str
+        Field names or ``module:Class`` (:func:`physfield.fields.get`).
+    Ls : sequence of float
+        Plate distances.
+    sources, sinks : array_like, ``(N, D)`` and ``(M, D)``
+    params : dict, optional
+        Parameters of the fields' constructors besides ``L``; with several fields, each takes only
+        those of its own constructor (``sigma0`` goes to ``strong``, not to ``coulomb``).
+    **options
+        Passed to :func:`trace` (``plan``, ``n_lines``, ``seed``, ``max_steps``, ``keep_paths``,
+        ``backend``, ``progress``).
+
+    Returns
+    -------
+    list of (Field, TraceResult)
+        For each ``L`` in order, each field in order.
+    """
+    from . import fields
+
+    params = dict(params or {})
+    out = []
+    for L in Ls:
+        for spec in specs:
+            known = fields.get(spec).parameter_names()
+            given = {k: v for k, v in params.items() if len(specs) == 1 or k in known}
+            field = fields.build(spec, L=L, **given)
+            out.append((field, trace(field, sources, sinks, **options)))
+    return out
+
+
+def table(results):
+    """Aligned text table of :func:`sweep`'s results: one row per (field, L), the columns of
+    :data:`TABLE_STATS` and the seconds taken."""
+    head = ("field", "L", *TABLE_STATS, "seconds")
+    rows = [{"field": field.spec(), "L": field.L, **res.stats} for field, res in results]
+    cells = [head] + [tuple(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in head) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    return "\n".join("  ".join(c[i].rjust(widths[i]) for i in range(len(head))) for c in cells)
+
+
 def _nearest_spacing(charges):
     """Smallest distance between two distinct charges (the scale of ``r0``)."""
     d = np.sqrt(((charges[:, None, :] - charges[None]) ** 2).sum(axis=-1))

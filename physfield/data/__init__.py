@@ -58,7 +58,7 @@ from .source import draw as _draw
 from .source import parse as _parse
 from .toys import MIXTURE, TOY_NOISE
 
-__all__ = ["sample", "sample_labelled", "log_density", "classes", "shape", "pair_dims", "Source", "Rows",
+__all__ = ["sample", "sample_labelled", "draw_pair", "log_density", "classes", "shape", "pair_dims", "Source", "Rows",
            "Digits", "NpyFile", "H5File", "register", "get", "names", "REGISTRY", "MIXTURE", "TOY_NOISE"]
 
 
@@ -82,6 +82,41 @@ def sample(spec, n, seed=0, dim=None):
     ndarray, shape (n, D), float64
     """
     return _draw(spec, get(spec, dim), n, seed)[0]
+
+
+def draw_pair(source, target, n, seed=0, dim=None):
+    """``n`` sources and ``n`` sinks for one reproducible command: three independent streams of ``seed``.
+
+    The seed is split by ``numpy.random.SeedSequence(seed)`` into the streams of the sinks, the
+    sources and a spare one the caller uses for its own randomness (``physfield check``'s probes,
+    ``physfield trace``'s line starts), so each is independent of the others and the same for the
+    same ``seed``.
+
+    Parameters
+    ----------
+    source, target : str
+        Data specs of the sources (``z = 0``) and the sinks (``z = L``).
+    n : int
+        Samples per side.
+    seed : int
+        The command's seed.
+    dim : int, optional
+        Dimension of both sides (:func:`pair_dims`).
+
+    Returns
+    -------
+    A : ndarray, shape (n, D)
+        The sources.
+    B : ndarray, shape (n, D)
+        The sinks.
+    spare : int
+        The seed of the third stream.
+    """
+    source_seed, target_seed, spare = np.random.SeedSequence(seed).generate_state(3)
+    dim_source, dim_target = pair_dims(source, target, dim)
+    B = sample(target, n, seed=target_seed, dim=dim_target)
+    A = sample(source, n, seed=source_seed, dim=dim_source)
+    return A, B, int(spare)
 
 
 def sample_labelled(spec, n, seed=0, dim=None, labels=None):

@@ -33,6 +33,7 @@ of the same name), so a cache records a field as ``{"kind": spec, **params}`` an
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 
@@ -86,6 +87,26 @@ class Field:
         """The keyword parameters of the constructor, in order."""
         return [p.name for p in inspect.signature(cls.__init__).parameters.values()
                 if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @classmethod
+    def parameter_docs(cls):
+        """``{name: description}`` of the constructor's parameters, from the numpydoc
+        ``Parameters`` section of the class docstring (each entry's first sentence), so that the
+        command line describes a field's options in the field's own words."""
+        names, docs = cls.parameter_names(), {}
+        lines = (inspect.getdoc(cls) or "").splitlines()
+        for i, line in enumerate(lines):
+            name = line.partition(" : ")[0]
+            if " : " in line and name in names and name not in docs:
+                body = []
+                for more in lines[i + 1:]:
+                    if not more.startswith(" "):
+                        break
+                    body.append(more.strip())
+                text = " ".join(body).replace("``", "")
+                first = re.split(r"(?<=[^.])\.(?:\s|$)", text, maxsplit=1)[0]
+                docs[name] = first[:1].lower() + first[1:]
+        return docs
 
     def params(self):
         """``{"kind": spec, **parameters}``: enough to rebuild the field with :func:`from_params`."""

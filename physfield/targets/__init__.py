@@ -10,11 +10,11 @@ virtual dataset) and ``engines`` (where shards are computed: ``Local``, ``Pool``
 from . import engines, shards
 
 from .sampler import NOISE, OUTSIDE, Z_SCHEDULE, Z_SCHEDULES, Run, batch, make_run
-from .generation import generate
+from .generation import default_path, generate
 from .reader import Cache, open_cache
 from .schema import ATTRS, COMPRESSION, FORMAT, SCHEMA_VERSION
 from .writer import GenerateResult
 
-__all__ = ["engines", "shards", "generate", "open_cache", "Cache", "GenerateResult", "make_run", "batch", "Run", "FORMAT",
+__all__ = ["engines", "shards", "generate", "default_path", "open_cache", "Cache", "GenerateResult", "make_run", "batch", "Run", "FORMAT",
            "SCHEMA_VERSION", "ATTRS", "COMPRESSION", "NOISE", "OUTSIDE", "Z_SCHEDULE",
            "Z_SCHEDULES"]

@@ -105,6 +105,33 @@ class Pool(Engine):
         return f"Pool(workers={self.workers})"
 
 
+def choose(workers=None, ray=None, gpus=0):
+    """The engine that ``physfield targets``' options name.
+
+    Parameters
+    ----------
+    workers : int, optional
+        :class:`Pool` of this many local processes.
+    ray : str, optional
+        :class:`Ray` at this address (``"auto"``, ``host:port``), or on a local Ray started here
+        (``"local"``).
+    gpus : int
+        GPUs per Ray task.
+
+    Returns
+    -------
+    Engine or None
+        ``None`` when neither is given: the run is computed in this process.
+    """
+    if workers and ray:
+        raise ValueError("choose --workers or --ray, not both")
+    if workers:
+        return Pool(workers)
+    if ray:
+        return Ray(None if ray == "local" else ray, gpus=gpus)
+    return None
+
+
 class Ray(Engine):
     """One Ray task per shard (``num_cpus=1``, or ``num_gpus=1`` with ``gpus=1``), on the cluster
     at ``address`` (``"auto"``, ``host:port``) or on a local Ray started here (``None``,

@@ -19,6 +19,15 @@ from .schema import check_same_run, run_attrs
 from .writer import GenerateResult, publish, temporary, write_points
 
 
+def default_path(field, source, target):
+    """Where ``physfield targets`` writes a cache when no ``-o`` is given:
+    ``data/<field>_<source>_<target>.h5``, each spec reduced to letters, digits, ``.`` and ``-``."""
+    import re
+
+    slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (field.spec(), source, target))
+    return f"data/{slug}.h5"
+
+
 def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noise=None, lam=None, seed=0, eps=None,
              outside_fraction=None, reg=0.05, dim=None, backend="auto", resume=False, overwrite=False,
              store_pairs=False, progress=False, engine=None, shard_points=None, copy=False, retries=2,
@@ -56,6 +65,8 @@ def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noi
         raise ValueError(f"output {out} is a directory")
     if not out.parent.is_dir():
         raise ValueError(f"output folder {out.parent} does not exist")
+    if engine is None and (shard_points is not None or copy):
+        raise ValueError("--shard-points and --copy go with --workers or --ray (an engine)")
     if engine is not None:
         if shard_points is not None:
             positive_int("shard_points", shard_points)

@@ -93,3 +93,43 @@ def test_targets_refuses_a_foreign_file(tmp_path):
         f["x"] = np.zeros(3)
     one_line_error(invoke("targets", "--field", "strong", "--n", "16", "--batch", "8", "-o", str(foreign),
                           "--resume"))
+
+
+def test_field_options_are_the_registered_fields_own_parameters():
+    """check, trace and targets take one option per constructor parameter of the registered
+    fields, described in the field's own docstring words, and pass it to the fields that take it."""
+    import cli
+
+    wanted = {p for kind in pf.fields.names() for p in pf.fields.get(kind).parameter_names()} - {"L"}
+    assert set(cli.FIELD_PARAMETERS) == wanted == {"sigma0", "d"}
+    assert cli.FIELD_PARAMETERS["sigma0"] == "strong: string width between the end regions [default: 1.0]"
+    for command in (cli.check, cli.trace, cli.targets):
+        assert wanted | {"L", "extra", "spec", "source", "target", "dim", "seed", "backend"} <= {
+            p.name for p in command.params}
+    report = json.loads(invoke("trace", "--field", "strong,coulomb", "--sigma0", "0.7", "--d", "2", "--json",
+                               *FAST).output)
+    assert [r["field"] for r in report["runs"]] == ["strong", "coulomb"]
+    results = pf.tracing.sweep(["strong", "coulomb"], [6.0], *pf.data.draw_pair("gaussian", "8gaussians", 32)[:2],
+                               {"sigma0": 0.7, "d": 2.0}, n_lines=8)
+    assert [f.params() for f, _ in results] == [{"kind": "strong", "L": 6.0, "sigma0": 0.7, "d": 2.0},
+                                              {"kind": "coulomb", "L": 6.0}]
+
+
+def test_python_gets_what_the_commands_print():
+    """The library functions behind check and trace give the CLI's numbers for the same seed:
+    physfield.report.check and text, physfield.data.draw_pair, physfield.tracing.sweep and table."""
+    from physfield import report
+
+    args = ["--field", "strong", "--n", "24", "--seed", "5"]
+    printed = json.loads(invoke("check", *args, "--only", "superposition,lines_arrived", "--json").output)
+    mine = report.check(pf.StrongField(), n=24, seed=5, only=["superposition", "lines_arrived"])
+    assert [(r["name"], r["value"]) for r in mine["checks"]] == [(r["name"], r["value"]) for r in printed["checks"]]
+    assert report.text(mine).splitlines()[-1].startswith("all 2 claimed properties hold")
+    A, B, spare = pf.data.draw_pair("gaussian", "8gaussians", 24, seed=5)
+    again = pf.data.draw_pair("gaussian", "8gaussians", 24, seed=5)
+    assert np.array_equal(A, again[0]) and np.array_equal(B, again[1]) and spare == again[2]
+    assert not np.array_equal(A, pf.data.draw_pair("gaussian", "8gaussians", 24, seed=6)[0])
+    traced = json.loads(invoke("trace", *args, "--lines", "16", "--json").output)["runs"][0]
+    (field, res), = pf.tracing.sweep(["strong"], [6.0], A, B, n_lines=16, seed=spare)
+    assert res.stats["w2"] == traced["w2"] and res.stats["arrived"] == traced["arrived"]
+    assert pf.tracing.table([(field, res)]).splitlines()[1].split()[:2] == ["strong", "6"]
