@@ -124,7 +124,7 @@ def assess(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None, classify
     labels : ndarray of int, shape (m,), optional
         Digits: the class each sample was asked for: adds per-label metrics
         (:func:`learn.classifier.per_label`).
-    png : path, optional
+    png : str or os.PathLike, optional
         Also draw a picture: a scatter of 2-D samples over the reference, or a grid of image
         samples (with ``labels``: a row of up to 10 per class).
 
