@@ -391,8 +391,6 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
 
     device = resolve_device(device)
     model, run = load_model(checkpoint, weights, device)
-    if run.lines != "arc" and (max_steps is not None or radius is not None):
-        raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
     labels = labels_for(label_args, run, n)
     if labels is None and labels_path is not None:
         raise ValueError("--labels saves the labels of a conditional sample: give --label")

@@ -38,8 +38,36 @@ OFF_Q_QUANTILE = 0.99  # of the nearest-neighbour distances among Q's own draws
 
 @torch.no_grad()
 def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
-    """The rows of the module docstring for ``n`` learned lines of the net ``model`` of the
-    :class:`learn.record.RunRecord` ``run``; returns ``(rows, stats)``."""
+    """The rows of the module docstring for ``n`` learned lines of a run's net.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The run's net (:func:`learn.sample.load_model`), on ``device``.
+    run : learn.record.RunRecord
+        The run's record: its field (which properties it claims), source and target specs, ``L``,
+        ``eps`` and regression target.
+    n : int
+        The number of lines, started at ``n`` draws of the run's source spec (default 1000).
+    steps : int
+        The step is ``(L - eps) / steps``, the step cap ``ARC_STEP_CAP * steps`` (default 100).
+    method : str
+        ``"euler"``, ``"heun"`` or ``"rk4"`` (the default).
+    seed : int
+        The seed of the starts' draw (default 0).
+    device : str or torch.device
+        Where the lines are followed (default ``"cpu"``).
+
+    Returns
+    -------
+    rows : list of dict
+        One per row, ``{"name", "property", "value", "claim", "method", "status"}``; ``status``
+        is pass/fail for a property the field claims (:func:`physfield.report.status`), else
+        measured. The ``w2`` row is there only when some line arrived.
+    stats : dict
+        The share of lines of every status of :data:`physfield.lines.STATUS`, ``turned`` (the
+        share that met ``f_z <= 0``) and ``n``.
+    """
     D, L, eps, field, target = run.D, run.L, run.eps, run.field, run.regression
     x0 = pdata.sample(run.targets.source, n, seed=seed, dim=D)
     p = torch.from_numpy(np.column_stack([np.full(n, eps), x0]).astype(np.float32)).to(device)

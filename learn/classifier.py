@@ -48,13 +48,29 @@ VERSION = 1  # bump when the architecture or the training loop changes
 
 def digits():
     """All digits ``(1797, 64)`` in ``[-1, 1]`` and their labels: the rows of ``physfield.data``'s
-    ``digits`` source."""
+    ``digits`` source.
+
+    Returns
+    -------
+    x : ndarray, shape (1797, 64)
+        The digits.
+    y : ndarray of int, shape (1797,)
+        Their classes ``0 .. 9``.
+    """
     d = pdata.get("digits")
     return d.rows, d.row_labels
 
 
 def split():
-    """``(train_index, test_index)``: per class, ``TEST_FRACTION`` of the rows held out (seeded)."""
+    """``(train_index, test_index)``: per class, ``TEST_FRACTION`` of the rows held out (seeded).
+
+    Returns
+    -------
+    train_index : ndarray of int
+        The rows of :func:`digits` trained on, sorted.
+    test_index : ndarray of int
+        The held-out rows, sorted.
+    """
     _, y = digits()
     rng = np.random.default_rng(SPLIT_SEED)
     test = []
@@ -67,13 +83,26 @@ def split():
 
 def held_out(label=None):
     """Held-out real digits ``(m, 64)``: all classes, class ``label`` only, or the classes of a
-    tuple ``label``."""
+    tuple ``label``.
+
+    Parameters
+    ----------
+    label : int or tuple of int, optional
+        The class or classes kept; ``None``: all.
+
+    Returns
+    -------
+    ndarray, shape (m, 64)
+    """
     x, y = digits()
     test = split()[1]
     return x[test] if label is None else x[test][np.isin(y[test], label)]
 
 
 class Net(nn.Module):
+    """The classifier (module docstring): ``x (n, 64) -> logits (n, 10)``; ``body`` gives the
+    ``FEATURES`` features. Made without arguments, untrained (:func:`load` gives the trained one)."""
+
     def __init__(self):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(64, 256), nn.SiLU(), nn.Linear(256, FEATURES), nn.SiLU())
@@ -93,6 +122,13 @@ def _key():
 
 
 def default_cache_dir():
+    """Where the trained weights are cached by default: ``$XDG_CACHE_HOME/physfield``, or
+    ``~/.cache/physfield`` without ``XDG_CACHE_HOME``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "physfield"
 
 
@@ -113,7 +149,19 @@ def _train():
 
 @lru_cache(maxsize=4)
 def load(cache_dir=None):
-    """The trained classifier, from the disk cache or trained now and cached (module docstring)."""
+    """The trained classifier, from the disk cache or trained now and cached (module docstring).
+    Memoised per ``cache_dir`` in the process.
+
+    Parameters
+    ----------
+    cache_dir : str or os.PathLike, optional
+        The folder of the cached weights; ``None``: :func:`default_cache_dir`.
+
+    Returns
+    -------
+    learn.classifier.Net
+        The classifier, in eval mode.
+    """
     path = Path(cache_dir or default_cache_dir()) / f"digits_classifier_{_key()}.pt"
     net = Net()
     if path.is_file():
@@ -137,14 +185,38 @@ def _rows(x):
 
 @torch.no_grad()
 def predict(x, net=None):
-    """Predicted class of each row of ``x (n, 64)``."""
+    """Predicted class of each row of ``x (n, 64)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, 64)
+        Digits (8x8, in ``[-1, 1]``); other shapes are a ``ValueError``.
+    net : learn.classifier.Net, optional
+        The classifier; ``None``: :func:`load`.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+    """
     net = net or load()
     return net(_rows(x)).argmax(dim=1).numpy()
 
 
 @torch.no_grad()
 def features(x, net=None):
-    """Penultimate-layer features ``(n, FEATURES)`` of the rows of ``x``, float64."""
+    """Penultimate-layer features ``(n, FEATURES)`` of the rows of ``x``, float64.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, 64)
+        Digits (8x8, in ``[-1, 1]``); other shapes are a ``ValueError``.
+    net : learn.classifier.Net, optional
+        The classifier; ``None``: :func:`load`.
+
+    Returns
+    -------
+    ndarray, shape (n, FEATURES), float64
+    """
     net = net or load()
     return net.body(_rows(x)).double().numpy()
 
@@ -152,15 +224,46 @@ def features(x, net=None):
 @torch.no_grad()
 def confident_share(x, net=None, threshold=CONFIDENT):
     """Share of the rows of ``x (n, 64)`` whose largest class probability (softmax) is
-    ``>= threshold``: how many samples read clearly as some digit."""
+    ``>= threshold``: how many samples read clearly as some digit.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, 64)
+        Digits (8x8, in ``[-1, 1]``).
+    net : learn.classifier.Net, optional
+        The classifier; ``None``: :func:`load`.
+    threshold : float
+        The probability (default ``CONFIDENT``).
+
+    Returns
+    -------
+    float
+    """
     net = net or load()
     return float((net(_rows(x)).softmax(dim=1).amax(dim=1) >= threshold).double().mean())
 
 
 def per_label(samples, labels, net=None):
-    """For each requested label ``c`` of ``labels (n,)`` (a class-conditional sample): ``{c: {"n",
-    "accuracy", "fd", "confident"}}``, the share of its samples read as ``c``, their Frechet
-    distance to the held-out real digits of class ``c`` and their confident share."""
+    """For each requested label ``c`` of ``labels (n,)`` (a class-conditional sample): the share of
+    its samples read as ``c``, their Frechet distance to the held-out real digits of class ``c``
+    and their confident share.
+
+    Parameters
+    ----------
+    samples : array_like, shape (n, 64)
+        The generated digits.
+    labels : array_like of int, shape (n,)
+        The class each sample was asked for, in ``0 .. 9``.
+    net : learn.classifier.Net, optional
+        The classifier; ``None``: :func:`load`.
+
+    Returns
+    -------
+    dict
+        ``{c: {"n", "accuracy", "fd", "confident"}}`` for each label ``c`` present: ``n`` its
+        samples, ``accuracy`` the share read as ``c``, ``fd`` the Frechet distance (``None`` for
+        a single sample), ``confident`` the confident share (:func:`confident_share`).
+    """
     samples, labels = np.asarray(samples), np.asarray(labels)
     if labels.shape != (len(samples),):
         raise ValueError(f"need one label per sample: {len(samples)} samples, labels of shape {labels.shape}")
@@ -178,7 +281,17 @@ def per_label(samples, labels, net=None):
 
 
 def accuracy(net=None):
-    """Accuracy on the held-out real digits."""
+    """Accuracy on the held-out real digits.
+
+    Parameters
+    ----------
+    net : learn.classifier.Net, optional
+        The classifier; ``None``: :func:`load`.
+
+    Returns
+    -------
+    float
+    """
     x, y = digits()
     test = split()[1]
     return float((predict(x[test], net) == y[test]).mean())
@@ -190,7 +303,20 @@ def _sqrt_psd(S):
 
 
 def frechet(f1, f2):
-    """Frechet distance between the Gaussians fitted to the rows of ``f1`` and ``f2`` (docstring)."""
+    """Frechet distance between the Gaussians fitted to the rows of ``f1`` and ``f2`` (module docstring).
+
+    Parameters
+    ----------
+    f1 : ndarray, shape (n1, F)
+        The first feature set, at least 2 rows.
+    f2 : ndarray, shape (n2, F)
+        The second feature set, at least 2 rows.
+
+    Returns
+    -------
+    float
+        The distance, ``>= 0``.
+    """
     if len(f1) < 2 or len(f2) < 2:
         raise ValueError(f"the Frechet distance needs at least 2 samples per side, got {len(f1)} and {len(f2)}")
     m1, m2 = f1.mean(axis=0), f2.mean(axis=0)
@@ -202,11 +328,31 @@ def frechet(f1, f2):
 
 def report(samples, reference, intended=None, net=None):
     """Digits metrics of ``samples (n, 64)`` against the held-out real digits of the spec
-    ``reference`` (``digits`` or ``digits:C``): ``{"fd", "n_real", "confident", "confident_real",
-    "accuracy_intended", "intended", "classifier_accuracy"}``; ``confident``: the share of
-    samples read with probability ``>= CONFIDENT`` (:func:`confident_share`), ``confident_real``
-    the same share of the held-out real digits. ``intended`` defaults to ``C``; without one no
-    class accuracy is given (``None``)."""
+    ``reference``.
+
+    Parameters
+    ----------
+    samples : array_like, shape (n, 64)
+        The generated digits.
+    reference : str
+        A digits spec (``digits`` or ``digits:C``, else a ``ValueError``): the held-out real digits
+        of its classes are the reference.
+    intended : int, optional
+        The class the samples should read as, ``0 .. 9``; ``None``: ``C`` of ``digits:C`` (one
+        class); without one no class accuracy is given (``None``).
+    net : learn.classifier.Net, optional
+        The classifier; ``None``: :func:`load`.
+
+    Returns
+    -------
+    dict
+        ``{"fd", "n_real", "confident", "confident_real", "accuracy_intended", "intended",
+        "classifier_accuracy"}``: ``fd`` the Frechet distance of the features, ``n_real`` the
+        number of real digits, ``confident`` the share of samples read with probability
+        ``>= CONFIDENT`` (:func:`confident_share`), ``confident_real`` the same share of the
+        held-out real digits, ``accuracy_intended`` the share read as ``intended`` (``None``
+        without one), ``classifier_accuracy`` :func:`accuracy`.
+    """
     from .evaluate import is_digits
 
     if not is_digits(reference):

@@ -34,7 +34,24 @@ BUFFER_BYTES = 1 << 30
 
 class Batches:
     """Batch ``k`` of ``(points (B, D+1), targets (B, out))`` float32 arrays via :meth:`get`, and
-    ``labels (B,)`` int64 for a conditional cache."""
+    ``labels (B,)`` int64 for a conditional cache (the stream of the module docstring).
+
+    Parameters
+    ----------
+    cache : physfield.targets.Cache
+        An open targets cache with at least one point (else a ``ValueError``); it must stay open
+        while batches are read.
+    batch : int
+        The batch size ``B``, ``>= 1``.
+    seed : int
+        The seed of the shuffles (default 0).
+    target : str or learn.regression.Target
+        The regression target (:func:`learn.regression.resolve`; default ``"direction"``, and
+        ``"auto"`` resolved for the cache's field); the resolved target is kept as ``target``.
+    buffer_bytes : int
+        The memory for one block of rows (default ``BUFFER_BYTES``, 1 GiB); a cache whose rows
+        fit is read into memory once.
+    """
 
     def __init__(self, cache, batch, seed=0, target="direction", buffer_bytes=BUFFER_BYTES):
         self.target = regression.resolve(target, cache)
@@ -78,7 +95,22 @@ class Batches:
         return self._block[1]
 
     def rows(self, start, stop):
-        """Stream positions ``[start, stop)`` as ``(points, unit directions[, labels])``."""
+        """Stream positions ``[start, stop)`` as ``(points, unit directions[, labels])``.
+
+        Parameters
+        ----------
+        start : int
+            The first stream position (across epochs: position ``p`` is row ``p mod n`` of epoch
+            ``p // n``'s order).
+        stop : int
+            The position after the last, ``> start``.
+
+        Returns
+        -------
+        tuple of ndarray
+            ``points (stop - start, D+1)``, the cached unit directions ``(stop - start, D+1)`` and,
+            for a conditional cache, the labels ``(stop - start,)``, as stored.
+        """
         pieces = []
         while start < stop:
             e, pos = divmod(start, self.n)
@@ -94,7 +126,24 @@ class Batches:
     def get(self, k, lo=0, hi=None):
         """Rows ``[lo, hi)`` (default: all ``B``) of batch ``k``: points and the regression target
         (see the module docstring), and the labels (int64) of a conditional cache. Data-parallel
-        ranks take disjoint ``[lo, hi)``."""
+        ranks take disjoint ``[lo, hi)``.
+
+        Parameters
+        ----------
+        k : int
+            The batch (the training step), ``>= 0``.
+        lo : int
+            The first row of the batch taken (default 0).
+        hi : int, optional
+            The row after the last taken; ``None``: ``B``.
+
+        Returns
+        -------
+        tuple of ndarray
+            ``(points, targets)`` or ``(points, targets, labels)``: ``points (hi - lo, D+1)``,
+            ``targets (hi - lo, out)`` (:meth:`learn.regression.Target.encode`), ``labels
+            (hi - lo,)`` int64.
+        """
         hi = self.batch if hi is None else hi
         P, U, *labels = self.rows(k * self.batch + lo, k * self.batch + hi)
         U = self.target.encode(U, self.cache.attrs["L"])

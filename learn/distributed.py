@@ -26,7 +26,17 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class World:
-    """This process's place in the run: ``rank`` of ``size`` processes, on ``device``."""
+    """This process's place in the run: ``rank`` of ``size`` processes, on ``device``.
+
+    Parameters
+    ----------
+    rank : int
+        This process's rank (default 0; rank 0 writes the run folder).
+    size : int
+        The number of processes ``W`` (default 1: a single process).
+    device : str
+        This process's device: ``"cpu"`` (the default) or ``"cuda:LOCAL_RANK"``.
+    """
 
     rank: int = 0
     size: int = 1
@@ -38,14 +48,35 @@ class World:
         return self.rank == 0
 
     def share(self, batch):
-        """The rows ``[lo, hi)`` of a global batch of ``batch`` rows that this rank takes."""
+        """The rows ``[lo, hi)`` of a global batch of ``batch`` rows that this rank takes.
+
+        Parameters
+        ----------
+        batch : int
+            The global batch ``B``, a multiple of ``size`` (else a one-line ``ValueError``).
+
+        Returns
+        -------
+        lo, hi : int
+            ``rank B/W`` and ``(rank + 1) B/W``.
+        """
         if batch % self.size:
             raise ValueError(f"--batch {batch} is not a multiple of the {self.size} processes (it is the global batch)")
         per = batch // self.size
         return self.rank * per, (self.rank + 1) * per
 
     def mean(self, value):
-        """The mean over the ranks of a float (the loss, for the log)."""
+        """The mean over the ranks of a float (the loss, for the log).
+
+        Parameters
+        ----------
+        value : float
+            This rank's value (every rank must call, a collective).
+
+        Returns
+        -------
+        float
+        """
         if self.size == 1:
             return value
         t = torch.tensor([value], dtype=torch.float64, device=self.device)
@@ -53,7 +84,19 @@ class World:
         return t.item() / self.size
 
     def wrap(self, model):
-        """``model`` in DistributedDataParallel when there are several processes."""
+        """``model`` in DistributedDataParallel when there are several processes.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The net, on this rank's device.
+
+        Returns
+        -------
+        torch.nn.Module
+            ``model`` itself for a single process, else its
+            ``torch.nn.parallel.DistributedDataParallel`` wrapper.
+        """
         if self.size == 1:
             return model
         ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
@@ -62,7 +105,18 @@ class World:
 
 def setup(device):
     """The :class:`World` of this process, joining the process group that ``torchrun`` describes
-    in the environment (``device``: ``cpu`` or ``cuda``, then ``cuda:LOCAL_RANK``)."""
+    in the environment (module docstring).
+
+    Parameters
+    ----------
+    device : str
+        ``"cpu"`` or ``"cuda"``; with several processes ``cuda`` becomes ``cuda:LOCAL_RANK`` (and
+        that GPU the current one).
+
+    Returns
+    -------
+    World
+    """
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(0, 1, device)
@@ -76,7 +130,13 @@ def setup(device):
 
 
 def teardown(world):
-    """Leave the process group (after the last collective)."""
+    """Leave the process group (after the last collective).
+
+    Parameters
+    ----------
+    world : learn.distributed.World
+        This process's world (nothing is done for a single process).
+    """
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

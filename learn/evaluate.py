@@ -38,7 +38,24 @@ EVAL_SEED = 20240605
 
 
 def mmd(x, y, bandwidths=None):
-    """MMD between the rows of ``x`` and ``y`` (module docstring); returns ``(mmd, bandwidths)``."""
+    """MMD between the rows of ``x`` and ``y`` (module docstring).
+
+    Parameters
+    ----------
+    x : array_like, shape (m, D)
+        The first point set.
+    y : array_like, shape (k, D)
+        The second point set.
+    bandwidths : sequence of float, optional
+        The kernel bandwidths ``H``, all ``> 0``; ``None``: the median heuristic.
+
+    Returns
+    -------
+    mmd : float
+        ``sqrt(max(0, MMD^2))``.
+    bandwidths : list of float
+        The bandwidths used.
+    """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if bandwidths is None:
         bandwidths = [float(np.median(pdist(np.concatenate([x, y]))))]
@@ -54,8 +71,19 @@ def mmd(x, y, bandwidths=None):
 
 
 def load_samples(path, what="samples"):
-    """A finite ``(n, D)`` float array from the ``.npy`` file ``path`` (one-line ``ValueError`` messages
-    naming it ``what``)."""
+    """A finite ``(n, D)`` float array from a ``.npy`` file; one-line ``ValueError`` messages.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npy`` file: a non-empty numeric 2-D array of finite values.
+    what : str
+        What the file holds, for the messages (default ``"samples"``).
+
+    Returns
+    -------
+    ndarray, shape (n, D), float64
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} file not found: {path}")
@@ -72,7 +100,20 @@ def load_samples(path, what="samples"):
 
 
 def load_labels(path, n):
-    """Integer labels ``(n,)`` from ``.npy`` (``learn sample --labels``), one per sample; one-line ``ValueError`` messages."""
+    """Integer labels ``(n,)`` from ``.npy`` (``learn sample --labels``), one per sample; one-line
+    ``ValueError`` messages.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npy`` file of integer labels.
+    n : int
+        The number of samples: the labels must have shape ``(n,)``.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+    """
     try:
         labels = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -86,8 +127,32 @@ def load_labels(path, n):
 
 
 def evaluate(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None):
-    """``{"w2", "mmd", "bandwidths", "n", "reference"}`` for ``samples (m, D)`` against ``n`` draws of
-    the data spec ``reference``; also returns the two point sets used."""
+    """``W2`` and MMD of ``samples`` against ``n`` draws of the data spec ``reference`` (module
+    docstring); also returns the two point sets used.
+
+    Parameters
+    ----------
+    samples : array_like, shape (m, D)
+        The generated samples; more than ``n`` are subsampled to a seeded subset of ``n``.
+    reference : str
+        The data spec of ``Q``.
+    n : int
+        The number of reference draws and the most samples used (default 2000).
+    seed : int
+        The seed of the reference draws and of the subset (default ``EVAL_SEED``).
+    bandwidths : sequence of float, optional
+        The MMD's bandwidths (:func:`mmd`; ``None``: the median heuristic).
+
+    Returns
+    -------
+    report : dict
+        ``{"w2", "mmd", "bandwidths", "n", "n_reference", "reference"}``: ``n`` the number of
+        samples used, ``n_reference`` the number of reference draws.
+    samples : ndarray, shape (min(m, n), D)
+        The samples used (float64).
+    ref : ndarray, shape (n, D)
+        The reference draws.
+    """
     samples = np.asarray(samples, np.float64)
     D = samples.shape[1]
     ref = pdata.sample(reference, n, seed=seed, dim=D)
@@ -101,7 +166,17 @@ def evaluate(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None):
 
 def is_digits(reference):
     """Whether the data spec ``reference`` names the digits (``digits``, ``digits:C,...``), which
-    add the metrics of :mod:`learn.classifier`."""
+    add the metrics of :mod:`learn.classifier`.
+
+    Parameters
+    ----------
+    reference : str
+        A data spec.
+
+    Returns
+    -------
+    bool
+    """
     return issubclass(pdata.source.parse(reference)[0], pdata.Digits)
 
 
@@ -156,7 +231,23 @@ def assess(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None, classify
 
 def picture(samples, used, ref, report, path, labels=None):
     """The PNG of :func:`assess`: an image grid when the reference has an image shape (one row of up
-    to 10 per class with ``labels``), else a scatter of ``used`` over ``ref``."""
+    to 10 per class with ``labels``), else a scatter of ``used`` over ``ref``.
+
+    Parameters
+    ----------
+    samples : ndarray, shape (m, D)
+        All the samples (drawn in the image grid).
+    used : ndarray, shape (k, D)
+        The samples :func:`evaluate` used (drawn in the scatter).
+    ref : ndarray, shape (n, D)
+        The reference draws (the scatter's background).
+    report : dict
+        The report of :func:`evaluate` (its ``"reference"`` spec, and ``"w2"`` for the title).
+    path : str or os.PathLike
+        The PNG file written.
+    labels : ndarray of int, shape (m,), optional
+        The class each sample was asked for (image data: a row of up to 10 samples per class).
+    """
     reference = report["reference"]
     shape = pdata.shape(reference)
     if shape is not None and labels is not None:
@@ -170,7 +261,17 @@ def picture(samples, used, ref, report, path, labels=None):
 
 
 def summary(report):
-    """The lines ``learn eval`` prints for a report of :func:`assess`."""
+    """The lines ``learn eval`` prints for a report of :func:`assess`.
+
+    Parameters
+    ----------
+    report : dict
+        A report of :func:`assess`.
+
+    Returns
+    -------
+    list of str
+    """
     h = ", ".join(f"{v:.3g}" for v in report["bandwidths"])
     lines = [f"W2 {report['w2']:.4f}  MMD {report['mmd']:.4f} (bandwidth {h})  "
              f"n={report['n']} vs {report['n_reference']} of {report['reference']}"]
@@ -194,7 +295,19 @@ def summary(report):
 
 
 def scatter_png(samples, ref, path, title=""):
-    """Scatter of 2-D ``samples`` over the reference, written to ``path`` (matplotlib Agg)."""
+    """Scatter of 2-D ``samples`` over the reference, written to ``path`` (matplotlib Agg).
+
+    Parameters
+    ----------
+    samples : ndarray, shape (m, 2)
+        The samples (2-D only, else a ``ValueError``).
+    ref : ndarray, shape (n, 2)
+        The reference points.
+    path : str or os.PathLike
+        The PNG file written.
+    title : str
+        The plot's title (default none).
+    """
     if samples.shape[1] != 2:
         raise ValueError(f"--png draws a scatter of 2-D samples; these are {samples.shape[1]}-D")
     import matplotlib
@@ -213,7 +326,20 @@ def scatter_png(samples, ref, path, title=""):
 
 
 def input_output_distance(inputs, outputs):
-    """``mean_i |outputs_i - inputs_i|`` (Euclidean, row ``i`` with row ``i``)."""
+    """``mean_i |outputs_i - inputs_i|`` (Euclidean, row ``i`` with row ``i``).
+
+    Parameters
+    ----------
+    inputs : array_like, shape (m, D)
+        The points the lines started from.
+    outputs : array_like, shape (m, D)
+        The samples, row ``i`` started from row ``i`` of ``inputs`` (same shape, else a
+        ``ValueError``).
+
+    Returns
+    -------
+    float
+    """
     inputs, outputs = np.asarray(inputs, np.float64), np.asarray(outputs, np.float64)
     if inputs.shape != outputs.shape:
         raise ValueError(f"inputs {inputs.shape} and samples {outputs.shape} must have the same shape, "
@@ -223,7 +349,21 @@ def input_output_distance(inputs, outputs):
 
 def image_grid_png(samples, shape, path, title="", side=8):
     """The first ``side x side`` samples as ``shape = (1, H, W)`` gray images in a grid, to ``path``
-    (pixels clipped to the data range ``[-1, 1]``, black = -1; gray borders)."""
+    (pixels clipped to the data range ``[-1, 1]``, black = -1; gray borders).
+
+    Parameters
+    ----------
+    samples : ndarray, shape (m, H W)
+        The samples, one flattened image per row.
+    shape : tuple of int
+        The image shape ``(1, H, W)`` (one channel, ``H W = D``, else a ``ValueError``).
+    path : str or os.PathLike
+        The PNG file written.
+    title : str
+        The picture's title (default none).
+    side : int
+        Images per row of the grid; at most ``side x side`` are drawn (default 8).
+    """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or shape[0] != 1 or shape[1] * shape[2] != samples.shape[1]:
         raise ValueError(f"--png draws an image grid of one-channel images; samples are {samples.shape[1]}-D, "

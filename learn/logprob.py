@@ -44,8 +44,24 @@ EXACT_MAX_D = 64
 
 @dataclass
 class LogProb:
-    """``logp (n,)``, its standard error ``spread (n,)`` (zeros for the exact divergence), the
-    line's start ``x0 (n, D)`` at ``z = eps`` and how the divergence was taken (``exact``, ``probes``)."""
+    """The result of :func:`log_prob`: ``logp (n,)``, its standard error ``spread (n,)``, the
+    line's start ``x0 (n, D)`` at ``z = eps`` and how the divergence was taken (``exact``,
+    ``probes``). ``str()`` of it is a one-line summary (mean ``log q``, and the standard error's
+    mean and max for Hutchinson's estimator).
+
+    Parameters
+    ----------
+    logp : ndarray, shape (n,)
+        ``log q(x)`` of each point (the mean over the probes for Hutchinson's estimator).
+    spread : ndarray, shape (n,)
+        The standard error of ``logp`` over the probes (zeros for the exact divergence).
+    x0 : ndarray, shape (n, D)
+        The start at ``z = eps`` of each point's line.
+    exact : bool
+        Whether the divergence was exact.
+    probes : int
+        The number of Hutchinson probes (0 for the exact divergence).
+    """
 
     logp: np.ndarray
     spread: np.ndarray
@@ -63,8 +79,26 @@ class LogProb:
 
 def divergence_slope(slope, D, probes=None):
     """The slope of the augmented state ``y = (x, I_1..I_K)`` for :func:`physfield.lines.follow_z`:
-    ``(s(z, x), div_x s)``, the divergence exact (``probes`` ``None``; one column) or one Hutchinson
-    estimate per probe (``probes``: a ``(K, n, D)`` tensor of Rademacher vectors; ``K`` columns)."""
+    ``(s(z, x), div_x s)``, the divergence exact (one column) or one Hutchinson estimate per probe
+    (``K`` columns).
+
+    Parameters
+    ----------
+    slope : callable
+        ``slope(z, x) -> (s, bad)`` (:func:`learn.sample.slope_fn`), differentiable in ``x``.
+    D : int
+        The data dimension: the first ``D`` columns of ``y`` are ``x``.
+    probes : torch.Tensor, shape (K, n, D), optional
+        Rademacher vectors, one set per probe; ``None``: the exact divergence (``D`` backward
+        passes).
+
+    Returns
+    -------
+    callable
+        ``augmented(z, y) -> (dy/dz, bad)`` for ``y (n, D + K)`` (``K = 1`` for the exact
+        divergence): the slope ``s (n, D)`` and the divergences ``(n, K)``, detached, and the
+        slope's ``bad`` mask.
+    """
 
     def augmented(z, y):
         with torch.enable_grad():
@@ -83,9 +117,38 @@ def divergence_slope(slope, D, probes=None):
 def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, seed=0, labels=None, guidance=None,
              device="cpu"):
     """``log q(x)`` of the rows of ``points (n, D)`` under the learned transport (module
-    docstring); a :class:`LogProb`. ``exact``: the exact divergence (default: when ``D <=
-    EXACT_MAX_D``), else ``probes`` Hutchinson vectors (seeded by ``seed``). ``labels``, ``guidance``:
-    a conditional run's class per point and guidance, as in :func:`learn.sample.sample`."""
+    docstring), computed in float64 on a copy of ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The run's net (:func:`learn.sample.load_model`); it is left as it is.
+    run : learn.record.RunRecord
+        The run's record (a run whose lines are followed in ``z``; arc-length runs are refused).
+    points : array_like, shape (n, D)
+        The finite points ``x`` on ``Q``'s plate.
+    steps : int
+        The steps of the ``z`` grid from ``L`` back to ``eps`` (default 100).
+    method : str
+        ``"euler"``, ``"heun"`` or ``"rk4"`` (the default).
+    exact : bool, optional
+        The exact divergence; ``None`` (the default): exact when ``D <= EXACT_MAX_D``, else
+        Hutchinson's estimator.
+    probes : int
+        The number ``>= 2`` of Hutchinson vectors (default 8), when the divergence is not exact.
+    seed : int
+        The seed of the Hutchinson vectors (default 0).
+    labels : array_like of int, shape (n,), optional
+        A conditional run's class per point, as in :func:`learn.sample.sample`.
+    guidance : float, optional
+        The guidance ``w``, as in :func:`learn.sample.sample`.
+    device : str or torch.device
+        Where the lines are followed (default ``"cpu"``).
+
+    Returns
+    -------
+    LogProb
+    """
     D, L, eps = run.D, run.L, run.eps
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != D:

@@ -17,7 +17,7 @@ residual block is ``h + conv(SiLU(conv(SiLU(h)) + W e(z)))``, the embedding adde
 
 Class-conditional nets (``n_classes`` set, from a ``--conditional`` cache) take the labels too,
 ``f(points, labels)``: a learned embedding ``l(y)`` of size ``emb`` for ``y`` in ``0 .. n_classes``,
-where ``y = n_classes`` is "no label" (:data:`NONE`; label dropout trains it, and a missing
+where ``y = n_classes`` is "no label" (:func:`none_labels`; label dropout trains it, and a missing
 ``labels`` argument means it). The MLP takes ``h_0 = [x, e(z), l(y)]``; the UNet adds ``l(y)`` to
 its embedding of ``z`` before every residual block.
 
@@ -50,7 +50,14 @@ class Net(nn.Module):
     """Base of the network kinds: ``f(points[, labels]) -> (n, out)`` for points ``(n, D+1)``,
     column 0 = z. A kind sets ``name``, ``hidden`` (its default width), ``images_only`` (it needs
     an image ``shape``) and ``params``, the spec entries its constructor takes (with
-    ``n_classes``)."""
+    ``n_classes``).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Passed to :class:`torch.nn.Module`; a kind's own constructor takes the spec entries of its
+        ``params`` and ``n_classes`` (:func:`build`).
+    """
 
     name = None
     hidden = 256
@@ -59,18 +66,48 @@ class Net(nn.Module):
 
 
 def register(cls):
-    """Class decorator: name the :class:`Net` subclass ``cls`` by its ``name`` in :data:`REGISTRY`."""
+    """Class decorator: name the :class:`Net` subclass ``cls`` by its ``name`` in :data:`REGISTRY`.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Net` subclass with a ``name``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+    """
     return registry.add_class(REGISTRY, Net, cls)
 
 
 def get(spec):
-    """The network class ``spec``: a registered name or ``"module:Class"`` (a :class:`Net`
-    subclass). One-line ``ValueError`` otherwise."""
+    """The network class ``spec``. One-line ``ValueError`` otherwise.
+
+    Parameters
+    ----------
+    spec : str
+        A registered name (``"mlp"``, ``"unet"``) or ``"module:Class"`` (a :class:`Net` subclass).
+
+    Returns
+    -------
+    type
+        The :class:`Net` subclass.
+    """
     return registry.lookup_class(spec, REGISTRY, Net, "network")
 
 
 class SinusoidalEmbedding(nn.Module):
-    """``z -> e(z)`` of size ``emb`` (even), ``t = z / L`` (see the module docstring)."""
+    """``z -> e(z)`` of size ``emb`` (even), ``t = z / L`` (see the module docstring): ``z (n,)`` ->
+    ``(n, emb)``.
+
+    Parameters
+    ----------
+    emb : int
+        The embedding size (even): ``K = emb / 2`` frequencies.
+    L : float
+        The plate distance.
+    """
 
     def __init__(self, emb, L):
         super().__init__()
@@ -85,7 +122,15 @@ class SinusoidalEmbedding(nn.Module):
 
 class LabelEmbedding(nn.Module):
     """``y -> l(y)`` of size ``emb`` for ``y`` in ``0 .. n_classes`` (``n_classes``: no label);
-    ``labels=None`` is no label for every row."""
+    ``labels=None`` is no label for every row.
+
+    Parameters
+    ----------
+    n_classes : int
+        The number of classes (the table has ``n_classes + 1`` rows, the last one "no label").
+    emb : int
+        The embedding size.
+    """
 
     def __init__(self, n_classes, emb):
         super().__init__()
@@ -99,13 +144,45 @@ class LabelEmbedding(nn.Module):
 
 
 def none_labels(n_classes, n, device="cpu"):
-    """``n`` labels meaning "no label" (the unconditional field)."""
+    """``n`` labels meaning "no label" (the unconditional field).
+
+    Parameters
+    ----------
+    n_classes : int
+        The net's number of classes: "no label" is the label ``n_classes``.
+    n : int
+        The number of labels.
+    device : str or torch.device
+        Where the labels are made (default ``"cpu"``).
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (n,)
+    """
     return torch.full((n,), n_classes, dtype=torch.long, device=device)
 
 
 @register
 class MLP(Net):
-    """``f(points[, labels]) -> (n, out)`` for points ``(n, D+1)``, column 0 = z."""
+    """``f(points[, labels]) -> (n, out)`` for points ``(n, D+1)``, column 0 = z (module docstring).
+
+    Parameters
+    ----------
+    D : int
+        The data dimension.
+    out : int
+        The output size (:meth:`learn.regression.Target.output_dim`).
+    L : float
+        The plate distance (the embedding's ``t = z / L``).
+    hidden : int
+        The width of the hidden layers (default 256).
+    depth : int
+        The number of hidden layers (default 3).
+    emb : int
+        The size of the ``z`` embedding, even (default 32), and of the label embedding.
+    n_classes : int, optional
+        The number of classes of a class-conditional net; ``None``: unconditional.
+    """
 
     name = "mlp"
 
@@ -128,6 +205,17 @@ class MLP(Net):
 
 
 class ResBlock(nn.Module):
+    """The UNet's residual block ``h + conv(SiLU(conv(SiLU(h)) + W e(z)))`` (module docstring), the
+    embedding added per channel: ``(h, e) -> h'`` with ``h (n, channels, H, W)``, ``e (n, emb)``.
+
+    Parameters
+    ----------
+    channels : int
+        The channels of ``h`` (in and out; 3x3 convolutions).
+    emb : int
+        The size of the embedding ``e``.
+    """
+
     def __init__(self, channels, emb):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
@@ -141,7 +229,25 @@ class ResBlock(nn.Module):
 
 @register
 class UNet(Net):
-    """``f(points[, labels]) -> (n, out)`` for image rows of ``shape = (C, H, W)`` (module docstring)."""
+    """``f(points[, labels]) -> (n, out)`` for image rows of ``shape = (C, H, W)`` (module docstring).
+
+    Parameters
+    ----------
+    D : int
+        The data dimension, ``C H W``.
+    out : int
+        The output size: ``D + 1`` (the direction target: ``f_z`` is added) or ``D``.
+    L : float
+        The plate distance (the embedding's ``t = z / L``).
+    shape : sequence of int
+        The image shape ``(C, H, W)``, ``H`` and ``W`` even.
+    hidden : int
+        The channels at full resolution (``2 hidden`` at half resolution; default 32).
+    emb : int
+        The size of the ``z`` embedding, even (default 32), and of the label embedding.
+    n_classes : int, optional
+        The number of classes of a class-conditional net; ``None``: unconditional.
+    """
 
     name = "unet"
     hidden = 32
@@ -176,9 +282,37 @@ class UNet(Net):
 
 
 def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None, kind="auto"):
-    """A validated JSON-able network spec of the kind ``kind`` (:func:`get`; ``"auto"``: the UNet
-    when an image ``shape`` is given, else the MLP); class-conditional with ``n_classes``.
-    ``hidden=None``: the kind's default width."""
+    """A validated JSON-able network spec (module docstring); one-line ``ValueError`` messages.
+
+    Parameters
+    ----------
+    D : int
+        The data dimension.
+    out : int
+        The output size (:meth:`learn.regression.Target.output_dim`).
+    L : float
+        The plate distance.
+    hidden : int, optional
+        The width (``>= 1``); ``None``: the kind's default width (its class's ``hidden``).
+    depth : int
+        The MLP's hidden layers, ``>= 1`` (default 3).
+    emb : int
+        The embedding size, even, ``>= 2`` (default 32).
+    shape : sequence of int, optional
+        The image shape ``(C, H, W)`` of an image cache (``C H W = D``, ``H`` and ``W`` even,
+        needed by a kind with ``images_only``); ``None``: vector data.
+    n_classes : int, optional
+        The number of classes: a class-conditional net; ``None``: unconditional.
+    kind : str
+        The network kind (:func:`get`); ``"auto"`` (the default): the UNet when an image ``shape``
+        is given, else the MLP.
+
+    Returns
+    -------
+    dict
+        ``{"kind", "D", "out", "L", "hidden", "depth", "emb"[, "shape"][, "n_classes"]}``; ``kind``
+        the registered name, or the ``"module:Class"`` spec of a user's own.
+    """
     auto = kind == "auto"
     cls = get(AUTO["images" if shape is not None else "vectors"] if auto else kind)
     hidden = cls.hidden if hidden is None else hidden
@@ -204,6 +338,17 @@ def spec(D, out, L, hidden=None, depth=3, emb=32, shape=None, n_classes=None, ki
 
 
 def build(net_spec):
-    """The network of a spec made by :func:`spec`."""
+    """The network of a spec made by :func:`spec`.
+
+    Parameters
+    ----------
+    net_spec : dict
+        The spec (:func:`spec`; a run's ``net``).
+
+    Returns
+    -------
+    learn.models.Net
+        The network, freshly initialised.
+    """
     cls = get(net_spec.get("kind"))
     return cls(**{k: net_spec[k] for k in cls.params}, n_classes=net_spec.get("n_classes"))

@@ -43,7 +43,19 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, record):
-        """The record a checkpoint stores (``checkpoint["run"]``), typed."""
+        """The record a checkpoint stores (``checkpoint["run"]``), typed.
+
+        Parameters
+        ----------
+        record : dict
+            ``checkpoint["run"]`` (also ``run.json``): ``"train"`` (settings unknown to
+            :class:`learn.train.TrainConfig` are dropped), ``"net"``, ``"cache"`` (the cache's
+            attributes with its ``n``) and optionally ``"steepest"``.
+
+        Returns
+        -------
+        RunRecord
+        """
         known = {f.name for f in fields(TrainConfig)}
         return cls(Run.from_attrs(record["cache"]), TrainConfig(**{k: v for k, v in record["train"].items() if k in known}),
                    dict(record["net"]), int(record["cache"]["n"]), record.get("steepest"))

@@ -37,7 +37,8 @@ class Target:
 
     ``name`` is its registered name; ``needs_z_lines`` says it is defined only for a field whose
     lines are followed in ``z`` (``u_z > 0`` between the plates); ``always_forward`` that the
-    field it gives has ``f_z > 0`` by construction (its lines cannot turn back).
+    field it gives has ``f_z > 0`` by construction (its lines cannot turn back). A target is made
+    without arguments (:func:`get`).
     """
 
     name = None
@@ -45,37 +46,111 @@ class Target:
     always_forward = False
 
     def output_dim(self, D):
-        """The network's output size for data of dimension ``D``."""
+        """The network's output size for data of dimension ``D``.
+
+        Parameters
+        ----------
+        D : int
+            The data dimension.
+
+        Returns
+        -------
+        int
+        """
         raise NotImplementedError
 
     def encode(self, U, L):
-        """The regression targets ``(B, output_dim)`` float32 of the cached unit directions ``U``
-        ``(B, D+1)`` float32 (NumPy), ``L`` the plate distance."""
+        """The regression targets ``(B, output_dim)`` float32 of the cached unit directions.
+
+        Parameters
+        ----------
+        U : ndarray, shape (B, D+1), float32
+            The cached unit directions ``u = (u_z, u_x)`` (NumPy).
+        L : float
+            The plate distance.
+
+        Returns
+        -------
+        ndarray, shape (B, output_dim), float32
+        """
         raise NotImplementedError
 
     def slope(self, f, L):
-        """``(s, bad)`` of the net's output ``f`` ``(n, output_dim)`` (torch): the slope ``dx/dz``
-        ``(n, D)`` and the rows where it is undefined (``bad``, then ``s = 0``)."""
+        """``(s, bad)`` of the net's output: the slope ``dx/dz`` and the rows where it is undefined.
+
+        Parameters
+        ----------
+        f : torch.Tensor, shape (n, output_dim)
+            The net's output.
+        L : float
+            The plate distance.
+
+        Returns
+        -------
+        s : torch.Tensor, shape (n, D)
+            The slope ``dx/dz`` (0 on the ``bad`` rows).
+        bad : torch.Tensor of bool, shape (n,)
+            The rows where the slope is undefined.
+        """
         raise NotImplementedError
 
     def field(self, f, L):
-        """The learned field's direction, not normalised, ``(n, D+1)``, of the output ``f`` (torch)."""
+        """The learned field's direction, not normalised, of the net's output.
+
+        Parameters
+        ----------
+        f : torch.Tensor, shape (n, output_dim)
+            The net's output.
+        L : float
+            The plate distance.
+
+        Returns
+        -------
+        torch.Tensor, shape (n, D+1)
+        """
         raise NotImplementedError
 
 
 def register(cls):
-    """Class decorator: name the :class:`Target` subclass ``cls`` by its ``name`` in :data:`REGISTRY`."""
+    """Class decorator: name the :class:`Target` subclass ``cls`` by its ``name`` in :data:`REGISTRY`.
+
+    Parameters
+    ----------
+    cls : type
+        A :class:`Target` subclass with a ``name``.
+
+    Returns
+    -------
+    type
+        ``cls`` itself.
+    """
     return registry.add_class(REGISTRY, Target, cls)
 
 
 def names():
-    """The registered regression target names."""
+    """The registered regression target names.
+
+    Returns
+    -------
+    list of str
+        Sorted.
+    """
     return sorted(REGISTRY)
 
 
 def get(spec):
-    """The :class:`Target` ``spec`` (an instance): a :class:`Target`, a registered name or
-    ``"module:Class"``. One-line ``ValueError`` otherwise."""
+    """The :class:`Target` ``spec`` (an instance). One-line ``ValueError`` otherwise.
+
+    Parameters
+    ----------
+    spec : str or learn.regression.Target
+        A :class:`Target` (returned as it is), a registered name or ``"module:Class"`` (a user's
+        :class:`Target` subclass; its instance is named by the spec, which the run records).
+
+    Returns
+    -------
+    learn.regression.Target
+    """
     if isinstance(spec, Target):
         return spec
     target = registry.lookup_class(spec, REGISTRY, Target, "regression target")()
@@ -87,7 +162,19 @@ def get(spec):
 def resolve(spec, cache):
     """The :class:`Target` of ``spec`` for the targets ``cache``: ``"auto"`` is ``velocity`` for a
     field whose lines are followed in ``z``, else ``direction``; a target that needs such a field
-    is refused for another (one-line ``ValueError``)."""
+    is refused for another (one-line ``ValueError``).
+
+    Parameters
+    ----------
+    spec : str or learn.regression.Target
+        ``"auto"`` or anything :func:`get` takes.
+    cache : physfield.targets.Cache
+        The targets cache (its field's parameters decide).
+
+    Returns
+    -------
+    learn.regression.Target
+    """
     z_lines = fields.from_params(cache.field_params).lines == "z"
     if spec == "auto":
         spec = "velocity" if z_lines else "direction"

@@ -76,9 +76,38 @@ GUIDANCE = 0.25  # default classifier-free guidance with labels (the README, "Co
 
 @dataclass
 class SampleResult:
-    """``samples (m, D)`` at ``z = L`` started from ``inputs (m, D)``, optional ``trajectories
-    (steps+1, n, D+1)`` and ``stats``; for a Coulomb run ``mask (n,)`` marks the arrived lines
-    among all ``n`` and ``status (n,)`` indexes ``ARC_STATUS`` (both ``None`` otherwise, ``m = n``)."""
+    """The result of :func:`sample`: ``samples (m, D)`` at ``z = L`` started from ``inputs (m, D)``,
+    optional ``trajectories`` and ``stats``.
+
+    For a Coulomb run (arc length) ``mask (n,)`` marks the arrived lines among all ``n`` and
+    ``status (n,)`` indexes ``ARC_STATUS``; both are ``None`` otherwise, and then ``m = n``.
+    ``str()`` of a result is the one-line summary ``learn sample`` prints (with a warning for
+    stages that met ``f_z <= 0`` or the slope limit, non-finite samples or lines that did not
+    arrive).
+
+    Parameters
+    ----------
+    samples : ndarray, shape (m, D)
+        The samples at ``z = L``: the ends of all ``n`` lines, or for a Coulomb run the crossing
+        points of the ``m`` arrived lines only.
+    trajectories : ndarray or None
+        The lines' points ``(z, x)`` when asked for (``trajectories=True`` of :func:`sample`),
+        shape ``(steps+1, n, D+1)`` (for a Coulomb run: the start and the points after each step
+        taken, ended lines frozen), else ``None``.
+    stats : dict
+        The sampler's settings and counts (module docstring): ``n``, ``method``, ``z0``, ``z1``
+        and, in ``z``, ``steps``, ``source``, ``fz_nonpositive`` (stage evaluations with
+        ``f_z <= 0``, a non-finite ``f`` or the slope limit), ``lines_fz_nonpositive`` (lines
+        affected), ``nonfinite``, ``guidance``, ``labels``; in arc length (``"sampler": "arc"``)
+        ``h``, ``max_steps``, ``steps_done``, ``radius``, ``support_centre``, ``support_radius``,
+        ``lines_fz_negative`` and the count of every status of ``ARC_STATUS``.
+    inputs : ndarray, shape (m, D), optional
+        The starts ``x(eps)`` (draws of ``P``) of the samples' lines.
+    mask : ndarray of bool, shape (n,), optional
+        Coulomb runs: which of the ``n`` lines arrived (gave a sample); ``None`` otherwise.
+    status : ndarray of int, shape (n,), optional
+        Coulomb runs: each line's end status, an index into ``ARC_STATUS``; ``None`` otherwise.
+    """
 
     samples: np.ndarray
     trajectories: np.ndarray | None
@@ -108,11 +137,28 @@ class SampleResult:
 
 
 def slope_fn(model, target, limit=None, L=1.0):
-    """``(z, x) -> (slope, bad)``: the slope of the module docstring for the net ``model`` of the
-    regression target ``target`` (:func:`learn.regression.get`: a name or a target; ``L``: the
-    plate distance a velocity network's ``t = z / L`` refers to) and the mask of stages where the
-    slope is undefined (a direction network's ``f_z <= 0`` or a non-finite output), or steeper
-    than ``limit`` (then scaled down to ``limit``, its direction kept)."""
+    """``(z, x) -> (slope, bad)``: the slope of the module docstring for a net, and the mask of
+    stages where the slope is undefined (a direction network's ``f_z <= 0`` or a non-finite
+    output), or steeper than ``limit`` (then scaled down to ``limit``, its direction kept).
+
+    Parameters
+    ----------
+    model : callable
+        The net (a :class:`torch.nn.Module`, or a wrapper such as :func:`conditioned`): rows
+        ``(z, x)`` ``(n, D+1)`` -> its output ``f``.
+    target : str or learn.regression.Target
+        The regression target the net learned (:func:`learn.regression.get`: a name or a target).
+    limit : float, optional
+        The largest slope norm ``|dx/dz|``; ``None``: no cap.
+    L : float
+        The plate distance a velocity network's ``t = z / L`` refers to (default 1).
+
+    Returns
+    -------
+    callable
+        ``slope(z, x) -> (s, bad)`` for a float ``z`` and torch ``x (n, D)``: the slope ``dx/dz``
+        ``(n, D)`` and the boolean mask ``bad (n,)``, as :func:`physfield.lines.follow_z` takes it.
+    """
     target = regression.get(target)
 
     def slope(z, x):
@@ -129,8 +175,23 @@ def slope_fn(model, target, limit=None, L=1.0):
 
 def unit_fn(model, target="direction", L=1.0):
     """``p -> f / |f|``: the unit direction of the learned field at points ``p`` (torch ``(n, D+1)``)
-    of the net ``model`` of the regression target ``target`` (NaN where the field is 0: the
-    arc-length follower then finds no direction there)."""
+    (NaN where the field is 0: the arc-length follower then finds no direction there).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The net: rows ``(z, x)`` ``(n, D+1)`` -> its output ``f``.
+    target : str or learn.regression.Target
+        The regression target the net learned (:func:`learn.regression.get`; default
+        ``"direction"``).
+    L : float
+        The plate distance a velocity network's ``t = z / L`` refers to (default 1).
+
+    Returns
+    -------
+    callable
+        ``unit(p) -> u``: the unit directions ``(n, D+1)`` (torch, the dtype of ``p``).
+    """
     target = regression.get(target)
 
     def unit(p):
@@ -141,8 +202,25 @@ def unit_fn(model, target="direction", L=1.0):
 
 
 def conditioned(model, labels=None, guidance=0.0):
-    """``points -> f``: the net ``model`` for one label per row (torch ``labels``, or ``None``: the
-    unconditional field), with classifier-free guidance ``guidance`` (module docstring)."""
+    """``points -> f``: the net ``model`` for one label per row, with classifier-free guidance
+    (module docstring).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The net, ``model(points[, labels])`` (a class-conditional one when ``labels`` are given).
+    labels : torch.Tensor, shape (n,), optional
+        The class of each row of the points (int); ``None``: the unconditional field (``model``
+        itself is returned).
+    guidance : float
+        The guidance strength ``w``; 0 (the default): the conditional field itself.
+
+    Returns
+    -------
+    callable
+        ``points (n, D+1) -> f``: ``model`` itself without labels, else
+        ``(1 + w) f(z, x | y) - w f(z, x | none)`` (``f(z, x | y)`` alone when ``w = 0``).
+    """
     if labels is None:
         return model
     if not guidance:
@@ -166,8 +244,9 @@ def labels_for(values, run, per_label=1):
     values : sequence of str or int
         Class numbers, or ``"all"``: every class of the run's target (:func:`physfield.data.classes`).
     run : learn.record.RunRecord
+        The run sampled (its target spec gives the classes of ``"all"``).
     per_label : int
-        Lines per class.
+        Lines per class (default 1).
 
     Returns
     -------
@@ -190,10 +269,28 @@ def labels_for(values, run, per_label=1):
 
 
 def check_labels(run, labels, guidance, n=None):
-    """The guidance to use (``None``: :data:`GUIDANCE` with labels, 0 without); a one-line
-    ``ValueError`` unless ``labels`` (a sequence of ints, or ``None``) and ``guidance`` fit the run:
+    """The guidance to use; a one-line ``ValueError`` unless ``labels`` and ``guidance`` fit the run:
     one label per line (``n`` lines, when given), a conditional net, labels in ``0 .. n_classes -
-    1``, ``guidance >= 0`` with labels."""
+    1``, ``guidance >= 0`` with labels.
+
+    Parameters
+    ----------
+    run : learn.record.RunRecord
+        The run (its ``n_classes``, and how its lines are followed: conditional sampling needs
+        lines in ``z``).
+    labels : sequence of int or None
+        The class of each line; ``None``: an unconditional sample.
+    guidance : float or None
+        The guidance strength ``w``; ``None``: :data:`GUIDANCE` with labels, 0 without. Without
+        labels it must be ``None`` or 0.
+    n : int, optional
+        The number of lines, checked against the number of labels; ``None``: not checked.
+
+    Returns
+    -------
+    float
+        The guidance ``w``: 0 without labels, else ``guidance`` (or :data:`GUIDANCE`).
+    """
     if labels is not None and n is not None and np.shape(labels) != (n,):
         raise ValueError(f"need one label per line: {n} lines, labels of shape {np.shape(labels)}")
     if labels is None:
@@ -215,11 +312,39 @@ def check_labels(run, labels, guidance, n=None):
 
 
 def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False):
-    """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` (torch ``(n, D+1)``) with step ``h`` by
+    """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` with step ``h`` by
     :func:`physfield.lines.follow_arc` (module docstring, Coulomb runs): the end rules with ``Q``'s
-    support ball (``centre`` ``(D,)``, radius ``support``) as the one target, no capture before the
-    plate, escape beyond ``radius`` of ``(L/2, centre)``. Returns the follower's
-    :class:`physfield.lines.ArcLines`."""
+    support ball as the one target, no capture before the plate, escape beyond ``radius`` of
+    ``(L/2, centre)`` (:func:`support_ends`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The net of a direction target (its output is the field ``f``, :func:`unit_fn`).
+    p : torch.Tensor, shape (n, D+1)
+        The start points ``(z, x)``.
+    L : float
+        The plate distance (the sink plate ``z = L``).
+    h : float
+        The arc-length step, ``> 0``.
+    max_steps : int
+        Lines still running after this many steps are lost.
+    centre : torch.Tensor, shape (D,)
+        The centre ``c`` of ``Q``'s support ball.
+    support : float
+        The radius ``r >= 0`` of ``Q``'s support ball.
+    radius : float
+        The escape radius ``> 0`` around ``(L/2, centre)``.
+    method : str
+        ``"euler"`` (the default), ``"heun"`` or ``"rk4"``.
+    keep : bool
+        Also keep every line's points after each step (the follower's ``path``).
+
+    Returns
+    -------
+    physfield.lines.ArcLines
+        The follower's result (status, ends, turned, ..., path).
+    """
     if not (h > 0 and radius > 0 and support >= 0):
         raise ValueError(f"need step h > 0, radius > 0 and support radius >= 0, got {h}, {radius}, {support}")
     return lines.follow_arc(unit_fn(model), p, support_ends(L, centre, support, radius), h, max_steps, method,
@@ -227,16 +352,49 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
 
 
 def support_ends(L, centre, support, radius):
-    """The end rules of a learned net's lines: ``Q``'s support ball (``centre`` ``(D,)`` torch,
-    radius ``support``) at ``z = L`` as the one target, no capture before the plate, escape
-    beyond ``radius`` of ``(L/2, centre)``."""
+    """The end rules of a learned net's lines: ``Q``'s support ball at ``z = L`` as the one target,
+    no capture before the plate, escape beyond ``radius`` of ``(L/2, centre)``.
+
+    Parameters
+    ----------
+    L : float
+        The plate distance (the sink plate ``z = L``).
+    centre : torch.Tensor, shape (D,)
+        The centre ``c`` of ``Q``'s support ball.
+    support : float
+        The radius of ``Q``'s support ball (the capture radius at the plate).
+    radius : float
+        The escape radius around ``(L/2, centre)``.
+
+    Returns
+    -------
+    physfield.lines.Ends
+    """
     return lines.Ends(L=L, targets=centre[None, :], radius=support, capture=False, R_max=radius,
                       centre=torch.cat([torch.full_like(centre[:1], L / 2), centre]))
 
 
 def load_model(checkpoint, weights="ema", device="cpu"):
-    """``(model, record)`` from a checkpoint (folder or file): the net with its ``weights`` (``ema``
-    or ``raw``) on ``device``, and the run's :class:`learn.record.RunRecord`."""
+    """``(model, record)`` from a checkpoint: the net with its weights on ``device``, and the run's
+    :class:`learn.record.RunRecord`.
+
+    Parameters
+    ----------
+    checkpoint : str or os.PathLike
+        A run folder or a checkpoint file (:func:`learn.train.load_checkpoint`).
+    weights : str
+        ``"ema"`` (the default: the weights' moving average) or ``"raw"`` (the optimised weights);
+        anything else is a ``ValueError``.
+    device : str or torch.device
+        Where the net is put (default ``"cpu"``).
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The net rebuilt from the run's spec (:func:`learn.models.build`), in eval mode.
+    record : learn.record.RunRecord
+        The run's record.
+    """
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be ema or raw, got {weights!r}")
     ckpt = load_checkpoint(checkpoint)
@@ -246,7 +404,22 @@ def load_model(checkpoint, weights="ema", device="cpu"):
 
 
 def support_ball(target, D):
-    """``(c, r)``: mean of ``SUPPORT_DRAWS`` draws of the spec ``target`` and their largest distance to it."""
+    """``(c, r)``: mean of ``SUPPORT_DRAWS`` draws of the spec ``target`` and their largest distance to it.
+
+    Parameters
+    ----------
+    target : str
+        A data spec (``Q``, the run's target spec), drawn with seed 0.
+    D : int
+        The data dimension.
+
+    Returns
+    -------
+    c : ndarray, shape (D,)
+        The centre of the support ball.
+    r : float
+        Its radius.
+    """
     b = pdata.sample(target, SUPPORT_DRAWS, seed=0, dim=D)
     c = b.mean(axis=0)
     return c, float(np.linalg.norm(b - c, axis=1).max())
@@ -255,10 +428,50 @@ def support_ball(target, D):
 @torch.no_grad()
 def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajectories=False, device="cpu",
            max_steps=None, radius=None, labels=None, guidance=None):
-    """``n`` samples of the run's ``Q`` by the learned lines (module docstring); a :class:`SampleResult`.
-    A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the docstring).
-    ``labels``: the class of each of the ``n`` lines (a conditional net), ``guidance``: its ``w``
-    (default :data:`GUIDANCE` with labels)."""
+    """``n`` samples of the run's ``Q`` by the learned lines (module docstring).
+
+    A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the module
+    docstring); any other run in ``z``, with slopes capped at ``STEEP_FACTOR`` times the run's
+    steepest target slope (when the record has one).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The run's net (:func:`load_model`), on ``device``.
+    run : learn.record.RunRecord
+        The run's record: ``D``, ``L``, ``eps``, the regression target, the source spec and how
+        the lines are followed.
+    n : int
+        The number of lines (the number of samples, for a run followed in ``z``).
+    source : str, optional
+        The data spec of the starts; ``None``: the run's source spec ``P``.
+    steps : int
+        The ``z`` grid's steps (default 100); in arc length the step is ``(L - eps) / steps``.
+    method : str
+        ``"euler"`` (the default), ``"heun"`` or ``"rk4"``.
+    seed : int
+        The seed of the starts' draw (default 0).
+    trajectories : bool
+        Also return the lines' points (``trajectories`` of the :class:`SampleResult`).
+    device : str or torch.device
+        Where the lines are followed (default ``"cpu"``).
+    max_steps : int, optional
+        Coulomb runs only: the step cap (default ``ARC_STEP_CAP * steps``); any other run refuses
+        it (``ValueError``).
+    radius : float, optional
+        Coulomb runs only: the escape radius (default ``ARC_RADIUS * (L + r)``); any other run
+        refuses it (``ValueError``).
+    labels : array_like of int, shape (n,), optional
+        The class of each of the ``n`` lines (a conditional net); ``None``: unconditional.
+    guidance : float, optional
+        The guidance ``w`` (default :data:`GUIDANCE` with labels, 0 without; :func:`check_labels`).
+
+    Returns
+    -------
+    SampleResult
+    """
+    if run.lines != "arc" and (max_steps is not None or radius is not None):
+        raise ValueError("--max-steps and --radius belong to Coulomb runs (arc-length sampling)")
     labels = None if labels is None else np.asarray(labels)
     guidance = check_labels(run, None if labels is None else labels.tolist(), guidance, n)
     D, L, eps = run.D, run.L, run.eps

@@ -56,7 +56,53 @@ RESUMABLE = ("steps", "checkpoint_every", "out", "targets", "device")
 
 @dataclass
 class TrainConfig:
-    """Settings of :func:`train` (the CLI flags of ``learn train``)."""
+    """Settings of :func:`train` (the CLI flags of ``learn train``; the schedule of the module
+    docstring). :func:`train` checks them (one-line ``ValueError``).
+
+    Parameters
+    ----------
+    targets : str
+        The targets cache (HDF5) of ``physfield targets``.
+    out : str
+        The run folder (``checkpoint.pt``, ``run.json``, ``loss.csv``).
+    steps : int
+        The number of optimiser steps, ``>= 1`` (default 2000); a resumed run may raise it.
+    batch : int
+        Rows per step ``B``, ``>= 1`` (default 256); under ``torchrun`` the global batch, shared by
+        the processes.
+    lr : float
+        Adam's learning rate after the warm-up, ``> 0`` (default ``1e-3``).
+    ema : float
+        The EMA decay of the weights, in ``[0, 1)`` (default 0.999).
+    clip : float
+        The gradient-norm clip, ``>= 0`` (default 1; 0: no clipping).
+    warmup : int
+        Steps of linear learning-rate warm-up, ``>= 0`` (default 100).
+    seed : int
+        The seed of the weights, the data order and label dropout, ``>= 0`` (default 0).
+    device : str
+        ``"auto"`` (the default: ``cuda`` when torch sees a CUDA device, else ``cpu``), ``"cpu"``
+        or ``"cuda"`` (:func:`resolve_device`).
+    target : str
+        The regression target (:func:`learn.regression.resolve`): ``"auto"`` (the default:
+        ``velocity`` where the field's lines are followed in ``z``, else ``direction``),
+        ``"direction"``, ``"velocity"`` or ``"module:Class"``. The run records the resolved name.
+    checkpoint_every : int
+        Steps between checkpoints, ``>= 1`` (default 500); one is also written at the end.
+    hidden : int, optional
+        The net's width (MLP) or channels (UNet); ``None`` (the default): the net's default width
+        (its class's ``hidden``: 256 for the MLP, 32 for the UNet). The run records the width used.
+    depth : int
+        The MLP's hidden layers, ``>= 1`` (default 3).
+    emb : int
+        The size of the ``z`` embedding, even, ``>= 2`` (default 32).
+    net : str
+        The network kind (:func:`learn.models.spec`): ``"auto"`` (the default: a UNet for image
+        caches, else the MLP), ``"mlp"``, ``"unet"`` or ``"module:Class"``.
+    p_uncond : float
+        Label dropout of a conditional cache: the probability, in ``[0, 1]``, that a row is trained
+        without its label (default 0.1).
+    """
 
     targets: str
     out: str
@@ -79,6 +125,20 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """What :func:`train` returns; ``str()`` of it is the line ``learn train`` prints.
+
+    Parameters
+    ----------
+    out : str
+        The run folder.
+    step : int
+        The number of steps done (the run's last step).
+    losses : list of float
+        The loss of every step done (mean over the ranks under ``torchrun``).
+    seconds : float
+        The wall-clock time of this call's training loop.
+    """
+
     out: str
     step: int
     losses: list
@@ -110,7 +170,18 @@ def _check(cfg):
 
 def resolve_device(device):
     """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; ``cpu`` and ``cuda`` as
-    they are, ``cuda`` without a CUDA device and anything else being a one-line ``ValueError``."""
+    they are, ``cuda`` without a CUDA device and anything else being a one-line ``ValueError``.
+
+    Parameters
+    ----------
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Returns
+    -------
+    str
+        ``"cpu"`` or ``"cuda"``.
+    """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
@@ -138,7 +209,20 @@ def _set_rng_state(state):
 
 
 def load_checkpoint(path):
-    """The checkpoint dict at ``path`` (a run folder or a ``.pt`` file); one-line ``ValueError`` messages."""
+    """The checkpoint dict at ``path``; one-line ``ValueError`` messages.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A run folder (its ``checkpoint.pt``) or a ``.pt`` file.
+
+    Returns
+    -------
+    dict
+        The checkpoint, loaded on the CPU: at least ``"run"`` (the run record), ``"model"``,
+        ``"ema"`` (state dicts) and ``"step"``; :func:`train` also writes ``"optimizer"``,
+        ``"rng"``, ``"data"`` and ``"losses"``.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
@@ -160,8 +244,20 @@ def _run_record(cfg, cache, net_spec):
 
 def steepest_target(cache):
     """The steepest slope ``|u_x| / u_z`` of the exact field among the first ``STEEPEST_ROWS``
-    targets with ``u_z > 0`` (``None`` when there is none): the sampler takes no steeper step
-    than a few times this (:data:`learn.sample.STEEP_FACTOR`)."""
+    targets with ``u_z > 0``: the sampler takes no steeper step than a few times this
+    (:data:`learn.sample.STEEP_FACTOR`).
+
+    Parameters
+    ----------
+    cache : physfield.targets.Cache
+        An open targets cache (:func:`physfield.targets.open_cache`); its ``targets`` are the unit
+        directions ``u = (u_z, u_x)``.
+
+    Returns
+    -------
+    float or None
+        The steepest slope; ``None`` when no target of those rows has ``u_z > 0``.
+    """
     u = np.asarray(cache.targets[:STEEPEST_ROWS], dtype=np.float64)
     u = u[u[:, 0] > 0]
     return float((np.linalg.norm(u[:, 1:], axis=1) / u[:, 0]).max()) if len(u) else None
@@ -176,7 +272,23 @@ def _same_settings(old, new):
 def optimise(model, ema, opt, loss, cfg, step):
     """One optimiser step on ``loss``: linear warm-up of the learning rate over ``cfg.warmup``
     steps, gradient-norm clipping at ``cfg.clip`` (0: none), Adam, then the EMA of the weights
-    with decay ``min(cfg.ema, (1 + step) / (10 + step))``."""
+    with decay ``min(cfg.ema, (1 + step) / (10 + step))``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The net being trained (its gradients are clipped).
+    ema : torch.nn.Module
+        The moving average of ``model``'s weights, updated in place.
+    opt : torch.optim.Optimizer
+        The optimiser of ``model``'s parameters; its learning rate is set for this step.
+    loss : torch.Tensor
+        The scalar loss of this step (back-propagated here).
+    cfg : learn.train.TrainConfig
+        The settings (``lr``, ``warmup``, ``clip``, ``ema``).
+    step : int
+        The step ``k`` (from 0), which sets the learning rate and the EMA decay.
+    """
     for group in opt.param_groups:
         group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
     opt.zero_grad(set_to_none=True)
@@ -191,9 +303,24 @@ def optimise(model, ema, opt, loss, cfg, step):
 
 
 def train(cfg, resume=False, progress=False):
-    """Train per ``cfg`` (a :class:`TrainConfig`) into the folder ``cfg.out``; returns a
-    :class:`TrainResult`. ``resume`` continues from ``out/checkpoint.pt`` (same settings apart
-    from ``steps`` and ``checkpoint_every``); without it an existing checkpoint is refused."""
+    """Train per ``cfg`` into the folder ``cfg.out`` (module docstring); data-parallel under
+    ``torchrun`` (:mod:`learn.distributed`).
+
+    Parameters
+    ----------
+    cfg : learn.train.TrainConfig
+        The settings.
+    resume : bool
+        Continue from ``out/checkpoint.pt`` (same settings apart from ``steps`` and
+        ``checkpoint_every``, and the paths and device of ``RESUMABLE``; the same cache); without
+        it an existing checkpoint is refused (a missing one starts the run afresh).
+    progress : bool
+        Show a progress bar (on rank 0).
+
+    Returns
+    -------
+    TrainResult
+    """
     _check(cfg)
     world = distributed.setup(resolve_device(cfg.device))
     try:

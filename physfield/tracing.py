@@ -39,10 +39,30 @@ from .metrics import w2
 
 @dataclass
 class TraceResult:
-    """``endpoints (n_lines, D+1)``, ``starts``, per-line boolean ``flags`` (arrived, reversed,
-    leaked, lost: one per line; turned), the ``stats`` dict, the source index of each line
-    (``source``), ``paths`` (list of ``(n_lines, D+1)`` snapshots, or ``None``), the follower's
-    :class:`physfield.lines.ArcLines` (``lines``) and the ``geometry`` used."""
+    """The field lines of one :func:`trace` and how they ended; each argument is kept as the
+    attribute of the same name.
+
+    Parameters
+    ----------
+    endpoints : ndarray, ``(n_lines, D+1)``
+        Where each line ended (column 0 = ``z``).
+    starts : ndarray, ``(n_lines, D+1)``
+        Where each line started (flux-weighted on the spheres around the sources).
+    flags : dict
+        Per-line boolean arrays ``(n_lines,)`` by name: ``arrived``, ``reversed``, ``leaked``,
+        ``lost`` (exactly one of these four per line) and ``turned`` (the line met ``E_z < 0``).
+    stats : dict
+        The statistics of the trace (module docstring; :func:`trace` lists the keys).
+    source : ndarray of int, ``(n_lines,)``, optional
+        The source index of each line (default ``None``).
+    paths : list of ndarray, optional
+        ``(n_lines, D+1)`` snapshots of all lines, the starts and the points after every step
+        (ended lines frozen), when ``keep_paths``; ``None`` (the default) otherwise.
+    lines : physfield.lines.ArcLines, optional
+        The follower's result (default ``None``).
+    geometry : physfield.tracing.Geometry, optional
+        The geometry used: ``r0``, ``h_max``, ``R_max``, ``step_frac`` (default ``None``).
+    """
 
     endpoints: np.ndarray
     starts: np.ndarray
@@ -146,7 +166,10 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
         Start and capture radius (default ``0.1 min(nearest charge spacing, L)``), longest step
         (``0.02 (L + spread)``), escape radius (``10 (L + spread)``), step / distance to the
         nearest charge (0.25).
+    progress : bool
+        Show a tqdm bar of the lines still going.
     max_steps : int
+        Steps after which a line that has not ended is lost.
     planes : int
         How many planes ``z = L q``, ``q`` evenly inside ``(0, 1)``, the flux error is measured on.
 

@@ -196,6 +196,11 @@ def log_density(spec, x):
 def classes(spec):
     """The label space of ``spec``.
 
+    Parameters
+    ----------
+    spec : str
+        A data spec (module docstring).
+
     Returns
     -------
     tuple (int, tuple of int) or None
@@ -207,7 +212,19 @@ def classes(spec):
 
 
 def shape(spec):
-    """Image shape of one sample of ``spec`` (``digits``: ``(1, 8, 8)``), ``None`` for vectors."""
+    """Image shape of one sample of ``spec``.
+
+    Parameters
+    ----------
+    spec : str
+        A data spec (module docstring).
+
+    Returns
+    -------
+    tuple of int or None
+        The image shape (``digits``: ``(1, 8, 8)``; a user array ``(n, ...)`` of rank > 2: the
+        ``...``, the shape of one sample), ``None`` for vectors.
+    """
     return get(spec).shape
 
 

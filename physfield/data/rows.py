@@ -17,7 +17,18 @@ class Rows(Source):
 
     :meth:`draw` returns ``n`` distinct rows when ``n <= m`` and ``n`` draws with replacement
     otherwise; given ``labels``, row ``i`` comes from class ``labels[i]`` (the same rule within each
-    class). Subclasses set ``rows``, ``row_labels`` and ``shape`` in ``__init__``.
+    class). Subclasses set ``rows``, ``row_labels`` and ``shape`` in ``__init__``; ``dim`` is the
+    number of columns of ``rows``.
+
+    Parameters
+    ----------
+    arg : str, optional
+        The constructor is :class:`Source`'s: the text after ``name:`` in the spec, which it
+        refuses (a one-line ``ValueError``) unless ``None`` (the default); subclasses define
+        their own.
+    dim : int, optional
+        Accepted by :class:`Source`'s constructor and unused (default ``None``): the dimension
+        of a table is that of its rows.
     """
 
     rows = None
@@ -55,7 +66,16 @@ class Digits(Rows):
     labelled by their digit (10 classes).
 
     ``digits:2`` keeps class 2 only (180 or so images per class), ``digits:2,3`` classes 2 and 3.
-    Nothing is downloaded: scikit-learn ships the digits inside the package.
+    Nothing is downloaded: scikit-learn ships the digits inside the package. The pixels ``p``
+    (0 to 16) are mapped to ``p / 8 - 1``; the labels keep their digit whatever subset is kept
+    (``classes`` stays 10, :attr:`present` lists the kept ones).
+
+    Parameters
+    ----------
+    arg : str, optional
+        The classes to keep, comma-separated digits ``0`` to ``9`` (``"2"``, ``"2,3"``: the text
+        after ``digits:``); ``None`` (the default) keeps all ten. Anything else is a one-line
+        ``ValueError``, as is a missing scikit-learn.
     """
 
     name, shape, classes = "digits", (1, 8, 8), 10
@@ -78,7 +98,15 @@ class Digits(Rows):
 
 class NpyFile(Rows):
     """``PATH.npy``: a user array, one sample per row; rank > 2 arrays ``(n, ...)`` are images,
-    flattened to rows, with ``shape`` the image shape."""
+    flattened to rows, with ``shape`` the image shape.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npy`` file: one non-empty, numeric, finite array of rank >= 2 (no pickles), read
+        as float64 rows ``(n, D)``. A missing or unreadable file, an ``.npz`` archive or an array
+        of rank < 2 is a one-line ``ValueError``.
+    """
 
     name = "PATH.npy"
 
@@ -96,7 +124,15 @@ class NpyFile(Rows):
 
 class H5File(Rows):
     """``PATH.h5:DATASET`` (``.hdf5`` too): a user array from an HDF5 dataset (``DATASET`` may be
-    ``a/b/c``), read as :class:`NpyFile` reads its array."""
+    ``a/b/c``), read as :class:`NpyFile` reads its array.
+
+    Parameters
+    ----------
+    where : tuple of (str or os.PathLike, str)
+        ``(path, dataset)``: the HDF5 file and the name of the dataset in it (the spec
+        ``PATH.h5:DATASET`` split at its last ``:``). A missing or unreadable file, or a
+        missing dataset (the message lists those the file has), is a one-line ``ValueError``.
+    """
 
     name = "PATH.h5:DATASET"
 

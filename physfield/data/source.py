@@ -103,7 +103,20 @@ def register(cls):
 
 
 def names(labelled=False, density=False):
-    """The registered source names (only those with labels, or with a closed-form density)."""
+    """The registered source names, in the order they were registered.
+
+    Parameters
+    ----------
+    labelled : bool
+        Only the sources with labels (``classes`` set); default ``False``.
+    density : bool
+        Only the sources with a closed-form density (:meth:`Source.has_density`); default
+        ``False``.
+
+    Returns
+    -------
+    tuple of str
+    """
     return tuple(name for name, cls in REGISTRY.items()
                  if (cls.classes or not labelled) and (cls.has_density() or not density))
 

@@ -158,7 +158,22 @@ class Bound:
     """A field with its charges fixed: the validated ``sources`` ``(N, D)``, ``sinks`` ``(M, D)``,
     ``dim``, the :class:`~physfield.kernels.backend.Backend` and the GEMM choice. Subclasses
     add their plan data and :meth:`direction` (and ``_prepare``, what the backend makes of the
-    charges once per dtype)."""
+    charges once per dtype).
+
+    Parameters
+    ----------
+    field : physfield.fields.Field
+        The field bound (kept as ``source_field``).
+    sources, sinks : array_like, ``(N, D)`` and ``(M, D)``
+        Charges on ``z = 0`` and ``z = L``: numeric, non-empty, finite 2-D arrays (NumPy or
+        CuPy) with the same ``D`` (kept as ``dim``); a one-line ``ValueError`` otherwise.
+    backend : str or physfield.kernels.backend.Backend
+        ``"auto"`` (the default), ``"numpy"``, ``"numba"``, ``"cupy"`` or a backend object
+        (:func:`physfield.kernels.get_backend`; kept as ``backend``).
+    method : str
+        ``"auto"`` (the default: GEMM for ``D >= GEMM_MIN_D``, 16), ``"direct"`` or ``"gemm"``
+        (see :mod:`physfield.kernels.engine`; kept as the boolean ``gemm``).
+    """
 
     def __init__(self, field, sources, sinks, backend="auto", method="auto"):
         self.source_field = field
@@ -218,9 +233,25 @@ def names():
 
 
 def get(spec):
-    """The field class named ``spec``: a registered name or ``"module:Class"`` (a class of an
-    importable module, the current folder included; :func:`physfield.registry.lookup`). One-line
-    ``ValueError`` otherwise."""
+    """The field class named ``spec``.
+
+    Parameters
+    ----------
+    spec : str or type
+        A registered name (``"strong"``, ``"coulomb"``) or ``"module:Class"`` (a class of an
+        importable module, the current folder included; :func:`physfield.registry.lookup`); a
+        :class:`Field` subclass is returned as it is.
+
+    Returns
+    -------
+    type
+        The :class:`Field` subclass (not an instance).
+
+    Raises
+    ------
+    ValueError
+        One-line, for any other ``spec``.
+    """
     if isinstance(spec, type) and issubclass(spec, Field):
         return spec
     return registry.lookup_class(spec, REGISTRY, Field, "field",
@@ -228,8 +259,24 @@ def get(spec):
 
 
 def build(spec, **params):
-    """An instance of the field ``spec`` (:func:`get`) with keyword ``params``; a parameter the
-    class does not take is a one-line ``ValueError`` naming the ones it does."""
+    """An instance of the field ``spec`` (:func:`get`) with keyword ``params``.
+
+    Parameters
+    ----------
+    spec : str or type
+        The field: a registered name, ``"module:Class"`` or a :class:`Field` subclass (:func:`get`).
+    **params
+        Keyword arguments of the class's constructor (:meth:`Field.parameter_names`), e.g. ``L``.
+
+    Returns
+    -------
+    physfield.fields.Field
+
+    Raises
+    ------
+    ValueError
+        One-line: a parameter the class does not take (the message names the ones it does).
+    """
     cls = get(spec)
     known = cls.parameter_names()
     unknown = [k for k in params if k not in known]
@@ -239,6 +286,18 @@ def build(spec, **params):
 
 
 def from_params(params):
-    """The field recorded by :meth:`Field.params` (a dict with ``kind`` and the parameters)."""
+    """The field recorded by :meth:`Field.params`.
+
+    Parameters
+    ----------
+    params : dict
+        ``{"kind": spec, **parameters}``: the field's spec (:func:`get`) under ``kind`` and its
+        constructor's keyword parameters; not modified.
+
+    Returns
+    -------
+    physfield.fields.Field
+        ``build(params["kind"], **parameters)`` (:func:`build`).
+    """
     params = dict(params)
     return build(params.pop("kind"), **params)

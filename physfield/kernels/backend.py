@@ -211,8 +211,26 @@ def available():
 
 @functools.lru_cache(maxsize=None)
 def get_backend(name="auto"):
-    """The backend object for ``name``: ``"auto"`` (``cupy`` when a GPU is usable, else ``numba``),
-    or a name of :data:`BACKENDS`. One-line ``ValueError`` for an unknown or unusable one."""
+    """The backend object for ``name``.
+
+    Parameters
+    ----------
+    name : str or physfield.kernels.backend.Backend
+        ``"auto"`` (the default: ``cupy`` when a GPU is usable, else ``numba``), or a name of
+        :data:`BACKENDS` (``"numpy"``, ``"numba"``, ``"cupy"``); a :class:`Backend` is returned
+        as it is.
+
+    Returns
+    -------
+    physfield.kernels.backend.Backend
+        One object per name: the calls are cached, so the same ``name`` gives the same object.
+
+    Raises
+    ------
+    ValueError
+        One-line, for an unknown backend or an unusable one (``cupy`` without CuPy and a CUDA
+        GPU).
+    """
     if isinstance(name, Backend):
         return name
     if name == "auto":

@@ -94,11 +94,33 @@ class Ends:
 
 
 class ArcLines(NamedTuple):
-    """Result of :func:`follow_arc`, per line unless said: ``status`` int64 indexing ``STATUS``,
-    ``end (n, D+1)``, ``turned`` bool, ``length`` (arc length), ``chord`` (``|end - start|``),
-    ``steps`` int64, ``crossings (Q,)`` int64 net counts over all lines (``None`` without
-    planes), ``path`` (list of ``(n, D+1)``: the start and the points after each step, or ``None``),
-    ``events``: every crossing of a plane (:class:`Crossings`; ``None`` unless ``record``)."""
+    """Result of :func:`follow_arc`, per line unless said. Arrays are of the start points' library,
+    on their device.
+
+    Parameters
+    ----------
+    status : array, ``(n,)`` int64
+        How each line ended: an index into ``STATUS`` (``ARRIVED``, ``LEAKED``, ``REVERSED``,
+        ``LOST``).
+    end : array, ``(n, D+1)``
+        Each line's end point, in the dtype of the starts.
+    turned : array, ``(n,)`` bool
+        ``u_z < 0`` at some stage of the line (``E_z < 0`` met on it), whatever its status.
+    length : array, ``(n,)``
+        Arc length: the length of the polyline through the line's points, up to its end point.
+    chord : array, ``(n,)``
+        ``|end - start|``.
+    steps : array, ``(n,)`` int64
+        The number of steps each line took.
+    crossings : array, ``(Q,)`` int64, or None
+        Net counts of crossings of each plane (``+1`` forwards, ``-1`` backwards) over all lines;
+        ``None`` without planes.
+    path : list of array, or None
+        ``(n, D+1)`` arrays: the starts and all lines' points after each step (ended lines
+        frozen); ``None`` unless ``keep``.
+    events : physfield.lines.Crossings, optional
+        Every crossing of a plane (:class:`Crossings`); ``None`` (the default) unless ``record``.
+    """
 
     status: Any
     end: Any
@@ -112,8 +134,24 @@ class ArcLines(NamedTuple):
 
 
 def nearest_sq(x, targets, xp=None):
-    """``min_k |x - t_k|^2`` per row of ``x`` ``(n, d)`` over the rows of ``targets`` ``(K, d)``, by
-    direct differences in bounded blocks (any array library; ``xp`` its namespace)."""
+    """``min_k |x - t_k|^2`` per row of ``x`` ``(n, d)`` over the rows ``t_k`` of ``targets`` ``(K, d)``,
+    by direct differences in bounded blocks (any array library).
+
+    Parameters
+    ----------
+    x : array, ``(n, d)``
+        The points.
+    targets : array, ``(K, d)``
+        The points to measure to, of the same array library as ``x``.
+    xp : module, optional
+        The array namespace of ``x`` and ``targets``; ``None`` (the default) takes that of ``x``
+        (``array_api_compat.array_namespace``).
+
+    Returns
+    -------
+    array, ``(n,)``
+        The squared distance from each row of ``x`` to the nearest row of ``targets``.
+    """
     xp = array_namespace(x) if xp is None else xp
     rows = max(1, _CHUNK // max(targets.shape[0] * targets.shape[1], 1))
     return xp.concat([xp.min(xp.sum((x[i:i + rows, None, :] - targets[None, :, :]) ** 2, axis=2), axis=1)

@@ -17,9 +17,19 @@ from array_api_compat import device as array_device
 
 
 class Crossings(NamedTuple):
-    """Every crossing of a plane by a line, in the order they happened: ``plane`` (index into the
-    planes), ``line`` (index of the line), ``sign`` (``+1`` forwards, ``-1`` backwards) and
-    ``point (E, D+1)``, where the segment met the plane."""
+    """Every crossing of a plane by a line, in the order they happened (``E`` crossings in all).
+
+    Parameters
+    ----------
+    plane : array, ``(E,)`` int64
+        Index of the plane crossed, into the planes.
+    line : array of int, ``(E,)``
+        Index of the line that crossed it.
+    sign : array, ``(E,)``
+        ``+1`` forwards, ``-1`` backwards.
+    point : array, ``(E, D+1)``
+        Where the segment met the plane.
+    """
 
     plane: Any
     line: Any

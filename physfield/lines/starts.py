@@ -23,9 +23,17 @@ _BLOCK = 2**22  # numbers in one block of proposals evaluated at once
 
 
 class Starts(NamedTuple):
-    """Result of :func:`sphere_starts`: ``points (n, D+1)``, ``centre (n,)`` the index of each
-    line's centre, ``flagged (n,)`` bool: no proposal of its centre had outward flux (the point is
-    then a uniform proposal)."""
+    """Result of :func:`sphere_starts`.
+
+    Parameters
+    ----------
+    points : ndarray, ``(n, D+1)`` float64
+        The starts, on the spheres.
+    centre : ndarray, ``(n,)`` int
+        The index of each line's centre (a row of ``centres``).
+    flagged : ndarray, ``(n,)`` bool
+        No proposal of its centre had outward flux (the point is then a uniform proposal).
+    """
 
     points: np.ndarray
     centre: np.ndarray

@@ -31,8 +31,18 @@ def _with_z(xp, z, x):
 
 
 class ZLines(NamedTuple):
-    """Result of :func:`follow_z`: end points ``x (n, D)``, ``bad (n,)`` int64 count of bad stages
-    per line, ``path`` (list of ``(n, D+1)`` grid points, or ``None``)."""
+    """Result of :func:`follow_z`. Arrays are of the start points' library, on their device.
+
+    Parameters
+    ----------
+    x : array, ``(n, D)``
+        The end points at ``z1``.
+    bad : array, ``(n,)`` int64
+        Count of bad stages per line (those the slope flagged).
+    path : list of array, or None
+        The grid points ``(z_i, x_i)``, ``(n, D+1)`` each, from ``z0`` to ``z1`` (``steps + 1``
+        arrays) when ``keep``; ``None`` otherwise.
+    """
 
     x: Any
     bad: Any

@@ -20,8 +20,21 @@ from .writer import GenerateResult, publish, temporary, write_points
 
 
 def default_path(field, source, target):
-    """Where ``physfield targets`` writes a cache when no ``-o`` is given:
-    ``data/<field>_<source>_<target>.h5``, each spec reduced to letters, digits, ``.`` and ``-``."""
+    """Where ``physfield targets`` writes a cache when no ``-o`` is given.
+
+    Parameters
+    ----------
+    field : physfield.fields.Field
+        The field (its :meth:`~physfield.fields.Field.spec` names it).
+    source, target : str
+        The data specs.
+
+    Returns
+    -------
+    str
+        ``data/<field>_<source>_<target>.h5``, each spec reduced to letters, digits, ``.`` and
+        ``-`` (every other run of characters becomes one ``-``).
+    """
     import re
 
     slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", v) for v in (field.spec(), source, target))
@@ -34,28 +47,81 @@ def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noi
              conditional=False, within_class=False, z_schedule=None):
     """Write ``n`` training points and field targets of ``field`` to the HDF5 file ``out``.
 
-    ``field``: any field (:mod:`physfield.fields`) whose parameters are numbers or strings;
-    ``source``/``target``: data specs (``physfield.data``; ``dim`` sets ``gaussian``'s D);
-    ``batch``: pairs per minibatch ``B``; ``plan``: ``paired``, ``independent``, ``optimal``
-    (the default :data:`~physfield.targets.sampler.PLAN`) or ``sinkhorn`` (``reg``); ``noise``: the training points' spread in units of ``t = z/L``
-    (:mod:`physfield.targets.sampler`; default :data:`~physfield.targets.sampler.NOISE`), or
-    ``lam``: the paper's knob ``lambda = noise / sqrt(L)`` (the cache records ``lambda``); ``eps``: ``z`` margin
-    (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``); ``outside_fraction``: the share of
-    points outside the plates, for a field that does not vanish there (default 0.2; 0 otherwise). ``resume``: extend an existing cache at ``out`` to ``n`` points (start afresh
-    when there is none); otherwise an existing ``out`` is refused unless ``overwrite``.
-    ``store_pairs``: keep every batch's pairs and plan (verification mode). ``progress``: a
-    tqdm bar. ``engine`` (:mod:`physfield.targets.engines`: ``Local()``, ``Pool(workers)``,
-    ``Ray(address)``): compute the run in shards of ``shard_points`` points on that engine and
-    join them into one cache (:mod:`physfield.targets.shards`; ``copy``: one self-contained file;
-    ``retries``: attempts more per failed shard); the cache's datasets are the same bytes as
-    without an engine. ``conditional``: store each point's class (its sink's label) in
-    ``labels`` with the class-conditional field as its target; ``within_class``: pair only
-    samples of the same class (both need labelled data, :mod:`physfield.targets.sampler`).
-    ``z_schedule``: the law of the training points' ``z``, ``uniform`` (the default
-    :data:`~physfield.targets.sampler.Z_SCHEDULE`) or ``logit-normal`` (the sampler's module
-    docstring). Returns a :class:`GenerateResult`. Bad arguments are a one-line
-    ``ValueError`` raised before any file is touched. See the module docstring for the sampling
-    and layout.
+    See the module docstring for the sampling and layout. Bad arguments are a one-line
+    ``ValueError`` raised before any file is touched.
+
+    Parameters
+    ----------
+    field : physfield.fields.Field
+        Any field (:mod:`physfield.fields`) whose parameters are numbers or strings.
+    source, target : str
+        Data specs (``physfield.data``) of the sources and the sinks.
+    n : int
+        The number of points the cache holds when done, ``>= 1``.
+    out : str or os.PathLike
+        The cache file; its folder must exist.
+    batch : int
+        Pairs per minibatch ``B`` (default 256).
+    plan : str
+        ``paired``, ``independent``, ``optimal`` (the default
+        :data:`~physfield.targets.sampler.PLAN`) or ``sinkhorn`` (``reg``).
+    noise : float, optional
+        The training points' spread in units of ``t = z/L`` (:mod:`physfield.targets.sampler`;
+        default :data:`~physfield.targets.sampler.NOISE`).
+    lam : float, optional
+        Instead of ``noise``: the paper's knob ``lambda = noise / sqrt(L)`` (the cache records
+        ``lambda``); not both.
+    seed : int
+        The run's seed, a non-negative integer (default 0).
+    eps : float, optional
+        ``z`` margin (default ``1e-3 L``, at least ``1e-6 L``, below ``L/2``).
+    outside_fraction : float, optional
+        The share of points outside the plates, for a field that does not vanish there (default
+        0.2; 0 otherwise).
+    reg : float
+        The ``sinkhorn`` regularisation, relative to the mean cost (default 0.05).
+    dim : int, optional
+        The dimension of both sides: sets ``gaussian``'s ``D`` (:func:`physfield.data.pair_dims`).
+    backend : str
+        ``"auto"`` (the default), ``"numpy"``, ``"numba"`` or ``"cupy"``
+        (:func:`physfield.kernels.get_backend`).
+    resume : bool
+        Extend an existing cache at ``out`` to ``n`` points (start afresh when there is none; a
+        cache of another run is refused, and so, without an engine, is one holding more than
+        ``n`` points).
+    overwrite : bool
+        Without ``resume``, replace an existing ``out``, which is refused otherwise.
+    store_pairs : bool
+        Keep every batch's pairs and plan (verification mode).
+    progress : bool
+        Show a tqdm bar.
+    engine : physfield.targets.engines.Engine, optional
+        :mod:`physfield.targets.engines`: ``Local()``, ``Pool(workers)``, ``Ray(address)``:
+        compute the run in shards of ``shard_points`` points on that engine and join them into
+        one cache (:mod:`physfield.targets.shards`); the cache's datasets are the same bytes as
+        without an engine. ``None`` (the default): in this process.
+    shard_points : int, optional
+        Points per shard with an engine (default
+        :data:`~physfield.targets.shards.SHARD_POINTS`, rounded up to whole batches).
+    copy : bool
+        With an engine: one self-contained file (the cache does not need the shard folder).
+    retries : int
+        With an engine: attempts more per failed shard (default 2).
+    conditional : bool
+        Store each point's class (its sink's label) in ``labels`` with the class-conditional
+        field as its target (needs labelled data, :mod:`physfield.targets.sampler`).
+    within_class : bool
+        Pair only samples of the same class (needs labelled data on both sides).
+    z_schedule : str, optional
+        The law of the training points' ``z``: ``uniform`` (the default
+        :data:`~physfield.targets.sampler.Z_SCHEDULE`) or ``logit-normal`` (the sampler's module
+        docstring).
+
+    Returns
+    -------
+    GenerateResult
+        ``n`` points in ``out``, ``new`` of them written by this call (0 when a resumed cache
+        already holds ``n``), and the time taken.
     """
     run = sampler.make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside_fraction, seed, dim,
                            backend, store_pairs, conditional, within_class, z_schedule)

@@ -17,9 +17,20 @@ from .schema import ATTRS, FORMAT, OPTIONAL_ATTRS, SCHEMA_VERSION, UNIT_TOL, pla
 class Cache:
     """An open, validated targets cache: ``points``, ``targets``, ``log_norm``, ``ess`` (h5py
     datasets, read lazily), ``labels`` (dataset, or ``None`` unless conditional) and ``n_classes``,
-    ``pairs`` (dict of datasets, or ``None``), ``attrs`` (plain dict, ``field`` decoded from JSON
-    into ``field_params``), ``D``, and ``run``: the typed :class:`physfield.targets.Run` the attributes
-    record (read on first use). Use as a context manager, or call :meth:`close`."""
+    ``conditional``, ``pairs`` (dict of datasets, or ``None``), ``attrs`` (plain dict, ``field``
+    decoded from JSON into ``field_params``), ``D``, ``path``, ``file``, and ``run``: the typed
+    :class:`physfield.targets.Run` the attributes record (read on first use); ``len(cache)`` is
+    the number of points. Use as a context manager, or call :meth:`close`.
+
+    Made by :func:`open_cache`, which validates the file first; the constructor checks nothing.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where the file is (kept as ``path``, a ``str``).
+    file : h5py.File
+        The file, open for reading (kept as ``file``; :meth:`close` closes it).
+    """
 
     def __init__(self, path, file):
         self.path, self.file = str(path), file
@@ -57,14 +68,30 @@ class Cache:
 
 
 def open_cache(path, verify=False):
-    """Open the targets cache at ``path`` and validate its schema; returns a :class:`Cache`.
+    """Open the targets cache at ``path`` and validate its schema.
 
     Checked: the file exists and is HDF5 that opens (a truncated file does not); ``format`` and
     a known ``schema_version``; every required attribute; the datasets, their dtypes and
     consistent shapes (``(n, D+1)``, ``(n,)``; the ``pairs`` group when ``store_pairs``).
     ``verify=True`` also reads every chunk (Fletcher-32 checksums catch damaged data) and checks
     the values: finite points, unit targets, finite ``log_norm``, ``ess >= 1``.
-    Any problem is a one-line ``ValueError``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The cache file.
+    verify : bool
+        Also read every chunk and check the values (default ``False``: the schema only).
+
+    Returns
+    -------
+    Cache
+        The open cache (close it, or use it as a context manager).
+
+    Raises
+    ------
+    ValueError
+        One-line, for any problem (the file is then closed).
     """
     path = Path(path)
     if not path.is_file():

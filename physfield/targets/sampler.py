@@ -90,7 +90,53 @@ OUTSIDE = 0.2  # default outside_fraction of a field that does not vanish outsid
 @dataclass(frozen=True)
 class Run:
     """Validated parameters of a run (:func:`make_run`), or those a cache records
-    (:meth:`from_attrs`, :attr:`physfield.targets.Cache.run`)."""
+    (:meth:`from_attrs`, :attr:`physfield.targets.Cache.run`); each argument is kept as the
+    attribute of the same name. Build one with :func:`make_run`, which checks the arguments;
+    the constructor checks nothing.
+
+    Parameters
+    ----------
+    field : physfield.fields.Field
+        The field whose targets are computed.
+    source, target : str
+        Data specs (:mod:`physfield.data`) of the sources (``z = 0``) and the sinks (``z = L``).
+    B : int
+        Pairs per minibatch: sources, sinks and training points of one batch.
+    plan : str
+        The minibatch plan's name (:func:`physfield.plans.get`): a registered name (``paired``,
+        ``independent``, ``optimal``, ``sinkhorn``) or ``module:function``.
+    reg : float or None
+        The ``sinkhorn`` regularisation, relative to the mean cost; ``None`` when read from a
+        cache whose plan takes none.
+    lam : float
+        The paper's ``lambda >= 0``: the spread of the training points is
+        ``lambda * sqrt(sigma_n^2(z))`` (module docstring).
+    eps : float
+        The ``z`` margin: training points between the plates lie in ``[eps, L - eps]``.
+    outside : float
+        The share ``outside_fraction`` of points put outside the plates, in ``[0, 1)`` (0 for a
+        field that vanishes there).
+    seed : int
+        The run's seed (batch ``k`` draws from ``numpy.random.SeedSequence([seed, k])``).
+    dim : int
+        The dimension ``D`` of a sample.
+    shape : tuple of int or None
+        The image shape of a sample (the source's, else the target's), ``None`` for vectors.
+    backend : str
+        The backend's name (``"auto"`` already resolved).
+    store_pairs : bool
+        Keep every batch's pairs and plan in the cache (verification mode).
+    conditional : bool
+        Class-conditional targets: each point carries its sink's label (default ``False``).
+    within_class : bool
+        Pair only samples of the same class (default ``False``).
+    n_classes : int, optional
+        The size of the target's label space in a conditional run; ``None`` (the default)
+        otherwise.
+    z_schedule : str
+        The law of the training points' ``z``, a name in :data:`Z_SCHEDULES` (default
+        :data:`Z_SCHEDULE`, ``"uniform"``).
+    """
 
     field: object
     source: str
@@ -142,10 +188,50 @@ def make_run(field, source, target, batch, plan, reg, noise, lam, eps, outside, 
              conditional=False, within_class=False, z_schedule=None):
     """The validated :class:`Run`; bad arguments are a one-line ``ValueError``.
 
-    ``z_schedule``: a name in :data:`Z_SCHEDULES` (``None``: :data:`Z_SCHEDULE`).
+    Parameters
+    ----------
+    field : physfield.fields.Field
+        Any field whose parameters are numbers or strings (a cache records them as JSON).
+    source, target : str
+        Data specs (:mod:`physfield.data`) of the same dimension.
+    batch : int
+        Pairs per minibatch ``B``, ``>= 1``.
+    plan : str or physfield.plans.Plan
+        A registered name (``paired``, ``independent``, ``optimal``, ``sinkhorn``),
+        ``module:function`` or a plan (:func:`physfield.plans.get`); the run keeps its name.
+    reg : float
+        The ``sinkhorn`` regularisation relative to the mean cost, finite and ``> 0`` (checked
+        whatever the plan).
+    noise : float or None
+        The training noise in units of ``t = z/L``, ``>= 0`` (``None``: :data:`NOISE`, unless
+        ``lam`` is given).
+    lam : float or None
+        Instead of ``noise``, the paper's ``lambda = noise / sqrt(L)``, ``>= 0``; not both.
+    eps : float or None
+        The ``z`` margin, in ``[1e-6 L, L/2)`` (``None``: ``1e-3 L``).
+    outside : float or None
+        ``outside_fraction``, in ``[0, 1)`` and 0 for a field that vanishes outside the plates
+        (``None``: 0 for such a field, else :data:`OUTSIDE`).
+    seed : int
+        A non-negative integer.
+    dim : int or None
+        The dimension of both sides (:func:`physfield.data.pair_dims`; ``None``: from the specs).
+    backend : str or physfield.kernels.backend.Backend
+        The backend (:func:`physfield.kernels.get_backend`); the run keeps its name.
+    store_pairs : bool
+        Keep every batch's pairs and plan (verification mode).
+    conditional : bool
+        Class-conditional targets (module docstring, step 3); needs a labelled target. Default
+        ``False``.
+    within_class : bool
+        Pair only samples of the same class; needs labelled sources and sinks with the same
+        label space, the sources holding no class the sinks lack. Default ``False``.
+    z_schedule : str or None
+        A name in :data:`Z_SCHEDULES` (``None``, the default: :data:`Z_SCHEDULE`).
 
-    ``noise``: the training noise in units of ``t = z/L`` (``None``: :data:`NOISE`), or ``lam``:
-    the paper's ``lambda = noise / sqrt(L)``; not both.
+    Returns
+    -------
+    Run
     """
     if not isinstance(field, Field):
         raise ValueError(f"field must be a physfield field (StrongField, CoulombField, ...), got {field!r}")
@@ -228,9 +314,31 @@ def _number(name, value):
 def batch(run, k, timings=None):
     """Minibatch ``k`` of ``run``: ``B`` points with targets, and the batch's pairs (module docstring).
 
-    A pure function of ``run`` and ``k``. Returns a dict of arrays: ``points``, ``targets``,
-    ``log_norm``, ``ess`` (``labels`` too for a conditional run) and the batch's ``sources``,
-    ``sinks``, dense ``plan`` and each point's ``partner``. ``timings``: a dict the seconds spent on data, plan and field are added to.
+    A pure function of ``run`` and ``k``.
+
+    Parameters
+    ----------
+    run : Run
+        The run (:func:`make_run`).
+    k : int
+        The batch index; its generators come from ``numpy.random.SeedSequence([run.seed, k])``.
+    timings : dict, optional
+        A dict the seconds spent on data, plan and field are added to (under the keys ``data``,
+        ``plan`` and ``field``); ``None`` (the default): not reported.
+
+    Returns
+    -------
+    dict
+        Arrays by name: ``points`` ``(B, D+1)`` float32, ``targets`` ``(B, D+1)`` float32 (unit
+        ``E/|E|``), ``log_norm`` ``(B,)`` float64, ``ess`` ``(B,)`` float64 (``labels``
+        ``(B,)`` int32 too for a conditional run) and the batch's ``sources`` ``(B, D)``,
+        ``sinks`` ``(B, D)``, dense ``plan`` ``(B, B)`` and each point's ``partner`` ``(B,)``
+        (its sink index).
+
+    Raises
+    ------
+    ValueError
+        The field vanishes or is not finite at one of the points.
     """
     timings = {} if timings is None else timings
     L, B, D = run.field.L, run.B, run.dim

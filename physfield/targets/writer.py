@@ -33,7 +33,25 @@ from .schema import CHUNK_BYTES, COMPRESSION, PAIRS, datasets, run_attrs
 @dataclass
 class GenerateResult:
     """What :func:`generate` did: ``n`` points in ``path``, ``new`` of them by this call, and the
-    wall time split into ``timings`` (data draws, plans, field kernel, HDF5 writing)."""
+    wall time split into ``timings`` (data draws, plans, field kernel, HDF5 writing); each
+    argument is kept as the attribute of the same name. ``points_per_second`` is
+    ``new / seconds``; ``str()`` gives a one-line summary.
+
+    Parameters
+    ----------
+    path : str
+        The cache file written.
+    n : int
+        The number of points it holds.
+    new : int
+        How many of them this call computed (0: nothing to do).
+    seconds : float
+        The wall time of the call.
+    timings : dict
+        Seconds by stage: ``data`` (data draws), ``plan`` (plans), ``field`` (field kernel),
+        ``write`` (HDF5 writing) and, for a run on an engine, ``merge``, summed over the
+        workers; default empty.
+    """
 
     path: str
     n: int
