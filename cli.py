@@ -386,7 +386,8 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
     A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
     arrived inside Q's support; it reports how many leaked, reversed (went behind P) or were lost.
     """
-    from learn.sample import labels_for, load_model, sample
+    from learn.guidance import labels_for
+    from learn.sample import load_model, sample
     from learn.train import resolve_device
 
     device = resolve_device(device)

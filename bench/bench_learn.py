@@ -54,7 +54,7 @@ from scipy.spatial.distance import pdist
 
 import physfield as pf
 from learn import evaluate as ev
-from learn import models, sample, train
+from learn import models, sample, slope, train
 from physfield import data as pdata
 from physfield import lines
 from physfield.targets import generate
@@ -89,7 +89,7 @@ def fm_train(cfg, source, target, D, matcher_name, sigma):
 @torch.no_grad()
 def fm_sample(model, x0, steps):
     x = torch.from_numpy(x0.astype(np.float32))
-    x, _, _ = lines.follow_z(sample.slope_fn(model, "velocity"), x, 0.0, 1.0, steps)
+    x, _, _ = lines.follow_z(slope.slope_fn(model, "velocity"), x, 0.0, 1.0, steps)
     return x.numpy()
 
 

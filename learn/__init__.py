@@ -10,7 +10,9 @@ Modules: ``data`` (shuffled, chunk-aware batches from the cache, pure in ``(seed
 ``models`` (MLP with a sinusoidal ``z`` embedding; a small UNet for image caches), ``train``
 (Adam, EMA, clipping, warm-up, checkpoints, exact ``--resume``), ``sample`` (Euler, Heun, RK4 in ``z``,
 ``f_z <= 0`` counted; nets of a Coulomb cache in arc length, lines counted as arrived, reversed,
-leaked or lost; both by :mod:`physfield.lines`), ``check`` (the learned lines' diagnostics),
+leaked or lost; both by :mod:`physfield.lines`), ``slope`` (a net as the right-hand side of its
+lines), ``guidance`` (labels and classifier-free guidance), ``regression`` (what a net regresses),
+``record`` (a run's typed record), ``logprob`` (likelihoods), ``check`` (the learned lines' diagnostics),
 ``evaluate`` (W2, MMD, input-output distance, scatter or image grid), ``classifier`` (a small
 digits classifier: accuracy of the intended class, Frechet distance). It reads training targets
 through ``physfield.targets.open_cache`` and the public physfield API only; physfield never
@@ -26,7 +28,8 @@ import importlib
 #: ``learn`` command's start) does not load torch and every module at once
 _FROM = {"TrainConfig": "train", "TrainResult": "train", "load_checkpoint": "train", "SampleResult": "sample",
          "load_model": "sample", "RunRecord": "record", "log_prob": "logprob", "mmd": "evaluate"}
-_MODULES = ("check", "classifier", "data", "distributed", "evaluate", "logprob", "models", "record", "regression", "sample", "train")
+_MODULES = ("check", "classifier", "data", "distributed", "evaluate", "guidance", "logprob", "models", "pictures",
+            "record", "regression", "sample", "slope", "train")
 
 __all__ = [*_FROM, *_MODULES]
 

@@ -29,7 +29,8 @@ from physfield import data as pdata
 from physfield import lines, report
 from physfield.metrics import w2
 
-from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends, unit_fn
+from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends
+from .slope import unit_fn
 
 LINE_TOL = 0.01  # turned, reversed, leaked, lost: largest share
 OFF_Q_TOL = 0.05  # largest share of ends off Q

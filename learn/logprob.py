@@ -22,7 +22,7 @@ Rademacher vectors ``e_k`` held fixed along each line (FFJORD, Grathwohl et al.,
 probe gives an unbiased estimate of ``log q(x)``, and their standard error over the probes is
 reported per point as the estimate's spread.
 
-The slope is the sampler's (:func:`learn.sample.slope_fn`, without the steepness cap, which
+The slope is the sampler's (:func:`learn.slope.slope_fn`, without the steepness cap, which
 would break the divergence), for the run's net, label and guidance.
 """
 
@@ -37,7 +37,8 @@ import torch
 from physfield import data as pdata
 from physfield import lines
 
-from .sample import check_labels, conditioned, slope_fn
+from .guidance import check_labels, conditioned
+from .slope import slope_fn
 
 EXACT_MAX_D = 64
 
@@ -85,7 +86,7 @@ def divergence_slope(slope, D, probes=None):
     Parameters
     ----------
     slope : callable
-        ``slope(z, x) -> (s, bad)`` (:func:`learn.sample.slope_fn`), differentiable in ``x``.
+        ``slope(z, x) -> (s, bad)`` (:func:`learn.slope.slope_fn`), differentiable in ``x``.
     D : int
         The data dimension: the first ``D`` columns of ``y`` are ``x``.
     probes : torch.Tensor, shape (K, n, D), optional

@@ -1,33 +1,14 @@
 """Sample by following the learned field lines from ``P`` (``z = eps``) to ``Q`` (``z = L``).
 
-The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope::
-
-    direction network:  s = f_x / f_z      (f = f(z, x) in R^{D+1})
-    velocity network:   s = f / L          (f in R^D, the slope dx/dt in t = z / L)
-
-integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by Euler, Heun or
-RK4 (:func:`physfield.lines.follow_z`, the one line follower of the package).
-
-A direction network may answer ``f_z <= 0`` (or a non-finite ``f``) where the true strong field
-never does: the line would reverse and ``f_x / f_z`` blow up. Such a stage gets slope 0 (the
-line holds its ``x`` for that stage) and is counted. A tiny positive ``f_z`` is as harmful (slopes
-of hundreds throw a line far away): a slope steeper than ``STEEP_FACTOR`` times the steepest
-target slope of the training cache (``steepest`` in the run record) is scaled down to that limit,
-direction kept, and counted with them; the count of stage evaluations and of lines
-affected is reported, so no NaN appears silently. Lines are started at the ``P`` samples
-themselves (``source`` spec of the run unless another is given), drawn with ``seed``.
-
-A class-conditional net (trained on a ``--conditional`` cache) follows the field of the class
-asked for each line (``labels``), or the unconditional field it learned by label dropout (no
-``labels``). Classifier-free guidance of strength ``w`` (Ho and Salimans, 2022) follows::
-
-    f = (1 + w) f(z, x | y) - w f(z, x | none)
-
-in the parametrisation the net regresses (the velocity, or the direction before ``f_x / f_z``);
-``w = 0`` is the conditional field itself. The default with labels, :data:`GUIDANCE`, is the best
-measured (the README, "Conditional generation and log-likelihoods": the smallest ``w`` of the
-sweep at which every digit is read as the one asked at least 95 % of the time; larger ``w`` raise
-the Frechet distance).
+The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope of the net
+(:func:`learn.slope.slope_fn`: ``f_x / f_z`` for a direction network, ``f / L`` for a velocity
+network), integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by Euler,
+Heun or RK4 (:func:`physfield.lines.follow_z`, the one line follower of the package). Stages where
+the slope is undefined or steeper than ``STEEP_FACTOR`` times the steepest target slope of the
+training cache (``steepest`` in the run record) are counted and reported, so no NaN appears
+silently. Lines are started at the ``P`` samples themselves (``source`` spec of the run unless
+another is given), drawn with ``seed``. A class-conditional net follows the field of the class
+asked for each line, with classifier-free guidance (:mod:`learn.guidance`).
 
 Runs of a field whose lines are followed in arc length (``field.lines == "arc"``, the Coulomb
 field of EFM): the learned direction may turn back, so lines are followed in ``tau`` instead of
@@ -62,8 +43,10 @@ from physfield import data as pdata
 from physfield import lines
 from physfield.validate import positive_int
 
-from . import models, regression
+from . import models
+from .guidance import check_labels, conditioned
 from .record import RunRecord
+from .slope import slope_fn, unit_fn
 from .train import load_checkpoint
 
 ARC_STATUS = lines.STATUS
@@ -71,7 +54,6 @@ STEEP_FACTOR = 2.0  # sampler slopes are capped at this times the steepest train
 ARC_STEP_CAP = 10
 ARC_RADIUS = 10.0
 SUPPORT_DRAWS = 4096
-GUIDANCE = 0.25  # default classifier-free guidance with labels (the README, "Conditional generation and log-likelihoods")
 
 
 @dataclass
@@ -136,181 +118,6 @@ class SampleResult:
         return text
 
 
-def slope_fn(model, target, limit=None, L=1.0):
-    """``(z, x) -> (slope, bad)``: the slope of the module docstring for a net, and the mask of
-    stages where the slope is undefined (a direction network's ``f_z <= 0`` or a non-finite
-    output), or steeper than ``limit`` (then scaled down to ``limit``, its direction kept).
-
-    Parameters
-    ----------
-    model : callable
-        The net (a :class:`torch.nn.Module`, or a wrapper such as :func:`conditioned`): rows
-        ``(z, x)`` ``(n, D+1)`` -> its output ``f``.
-    target : str or learn.regression.Target
-        The regression target the net learned (:func:`learn.regression.get`: a name or a target).
-    limit : float, optional
-        The largest slope norm ``|dx/dz|``; ``None``: no cap.
-    L : float
-        The plate distance a velocity network's ``t = z / L`` refers to (default 1).
-
-    Returns
-    -------
-    callable
-        ``slope(z, x) -> (s, bad)`` for a float ``z`` and torch ``x (n, D)``: the slope ``dx/dz``
-        ``(n, D)`` and the boolean mask ``bad (n,)``, as :func:`physfield.lines.follow_z` takes it.
-    """
-    target = regression.get(target)
-
-    def slope(z, x):
-        s, bad = target.slope(model(torch.cat([torch.full_like(x[:, :1], z), x], dim=1)), L)
-        if limit is not None:
-            norm = torch.linalg.vector_norm(s, dim=1)
-            steep = norm > limit
-            s = s * torch.where(steep, limit / torch.where(steep, norm, 1.0), 1.0)[:, None]
-            bad = bad | steep
-        return s, bad
-
-    return slope
-
-
-def unit_fn(model, target="direction", L=1.0):
-    """``p -> f / |f|``: the unit direction of the learned field at points ``p`` (torch ``(n, D+1)``)
-    (NaN where the field is 0: the arc-length follower then finds no direction there).
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The net: rows ``(z, x)`` ``(n, D+1)`` -> its output ``f``.
-    target : str or learn.regression.Target
-        The regression target the net learned (:func:`learn.regression.get`; default
-        ``"direction"``).
-    L : float
-        The plate distance a velocity network's ``t = z / L`` refers to (default 1).
-
-    Returns
-    -------
-    callable
-        ``unit(p) -> u``: the unit directions ``(n, D+1)`` (torch, the dtype of ``p``).
-    """
-    target = regression.get(target)
-
-    def unit(p):
-        f = target.field(model(p).to(p.dtype), L)
-        return f / f.norm(dim=1, keepdim=True)
-
-    return unit
-
-
-def conditioned(model, labels=None, guidance=0.0):
-    """``points -> f``: the net ``model`` for one label per row, with classifier-free guidance
-    (module docstring).
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The net, ``model(points[, labels])`` (a class-conditional one when ``labels`` are given).
-    labels : torch.Tensor, shape (n,), optional
-        The class of each row of the points (int); ``None``: the unconditional field (``model``
-        itself is returned).
-    guidance : float
-        The guidance strength ``w``; 0 (the default): the conditional field itself.
-
-    Returns
-    -------
-    callable
-        ``points (n, D+1) -> f``: ``model`` itself without labels, else
-        ``(1 + w) f(z, x | y) - w f(z, x | none)`` (``f(z, x | y)`` alone when ``w = 0``).
-    """
-    if labels is None:
-        return model
-    if not guidance:
-        return lambda points: model(points, labels)
-    none = models.none_labels(model.label.n_classes, len(labels), labels.device)
-
-    def guided(points):
-        both = model(torch.cat([points, points]), torch.cat([labels, none]))
-        cond, uncond = both.chunk(2)
-        return (1 + guidance) * cond - guidance * uncond
-
-    return guided
-
-
-def labels_for(values, run, per_label=1):
-    """The label of every line ``learn sample --label`` asks for: each requested class
-    ``per_label`` times, in class order.
-
-    Parameters
-    ----------
-    values : sequence of str or int
-        Class numbers, or ``"all"``: every class of the run's target (:func:`physfield.data.classes`).
-    run : learn.record.RunRecord
-        The run sampled (its target spec gives the classes of ``"all"``).
-    per_label : int
-        Lines per class (default 1).
-
-    Returns
-    -------
-    ndarray of int or None
-        ``None`` when ``values`` is empty (an unconditional sample).
-    """
-    if not values:
-        return None
-    if "all" in values:
-        present = pdata.classes(run.targets.target)
-        if present is None:
-            raise ValueError("--label all needs a run trained on a labelled target")
-        asked = np.array(present[1])
-    else:
-        try:
-            asked = np.array(sorted({int(v) for v in values}))
-        except ValueError:
-            raise ValueError(f"--label takes class numbers or 'all', got {', '.join(map(str, values))}") from None
-    return np.repeat(asked, positive_int("per_label", per_label))
-
-
-def check_labels(run, labels, guidance, n=None):
-    """The guidance to use; a one-line ``ValueError`` unless ``labels`` and ``guidance`` fit the run:
-    one label per line (``n`` lines, when given), a conditional net, labels in ``0 .. n_classes -
-    1``, ``guidance >= 0`` with labels.
-
-    Parameters
-    ----------
-    run : learn.record.RunRecord
-        The run (its ``n_classes``, and how its lines are followed: conditional sampling needs
-        lines in ``z``).
-    labels : sequence of int or None
-        The class of each line; ``None``: an unconditional sample.
-    guidance : float or None
-        The guidance strength ``w``; ``None``: :data:`GUIDANCE` with labels, 0 without. Without
-        labels it must be ``None`` or 0.
-    n : int, optional
-        The number of lines, checked against the number of labels; ``None``: not checked.
-
-    Returns
-    -------
-    float
-        The guidance ``w``: 0 without labels, else ``guidance`` (or :data:`GUIDANCE`).
-    """
-    if labels is not None and n is not None and np.shape(labels) != (n,):
-        raise ValueError(f"need one label per line: {n} lines, labels of shape {np.shape(labels)}")
-    if labels is None:
-        if guidance:
-            raise ValueError("guidance needs labels (--label)")
-        return 0.0
-    guidance = GUIDANCE if guidance is None else float(guidance)
-    n_classes = run.n_classes
-    if not n_classes:
-        raise ValueError("this run's net has no labels: train it on a `physfield targets --conditional` cache")
-    if run.lines == "arc":
-        raise ValueError("conditional sampling follows lines in z; this run's field is followed in arc length")
-    bad = [y for y in labels if not 0 <= int(y) < n_classes]
-    if bad:
-        raise ValueError(f"label {bad[0]} is not one of the run's classes 0..{n_classes - 1}")
-    if not (np.isfinite(guidance) and guidance >= 0):
-        raise ValueError(f"guidance must be a finite number >= 0, got {guidance}")
-    return guidance
-
-
 def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False):
     """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` with step ``h`` by
     :func:`physfield.lines.follow_arc` (module docstring, Coulomb runs): the end rules with ``Q``'s
@@ -320,7 +127,7 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     Parameters
     ----------
     model : torch.nn.Module
-        The net of a direction target (its output is the field ``f``, :func:`unit_fn`).
+        The net of a direction target (its output is the field ``f``, :func:`learn.slope.unit_fn`).
     p : torch.Tensor, shape (n, D+1)
         The start points ``(z, x)``.
     L : float
@@ -464,7 +271,7 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     labels : array_like of int, shape (n,), optional
         The class of each of the ``n`` lines (a conditional net); ``None``: unconditional.
     guidance : float, optional
-        The guidance ``w`` (default :data:`GUIDANCE` with labels, 0 without; :func:`check_labels`).
+        The guidance ``w`` (default :data:`learn.guidance.GUIDANCE` with labels, 0 without).
 
     Returns
     -------

@@ -75,7 +75,7 @@ def public_callables():
 
     walk(physfield)
     for name in ("sample", "check", "logprob", "evaluate", "train", "data", "regression", "models", "classifier",
-                 "record", "distributed"):
+                 "record", "distributed", "slope", "guidance", "pictures"):
         module = importlib.import_module(f"learn.{name}")
         for key, obj in vars(module).items():
             if not key.startswith("_") and getattr(obj, "__module__", None) == module.__name__ and (

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import physfield as pf
-from learn import data, evaluate, sample, train
+from learn import data, evaluate, sample, slope, train
 from learn.record import RunRecord
 from physfield import data as pdata
 from physfield import lines
@@ -93,8 +93,8 @@ class Linear(torch.nn.Module):
 def test_integrator_convergence_order(method, order):
     x0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
     exact = x0 * np.exp(1.0)
-    slope = sample.slope_fn(Linear(), "direction")
-    err = [float((lines.follow_z(slope, x0, 0.0, 1.0, n, method)[0] - exact).abs().max()) for n in (10, 20)]
+    rate = slope.slope_fn(Linear(), "direction")
+    err = [float((lines.follow_z(rate, x0, 0.0, 1.0, n, method)[0] - exact).abs().max()) for n in (10, 20)]
     assert np.log2(err[0] / err[1]) == pytest.approx(order, abs=0.2)
 
 
@@ -114,7 +114,7 @@ def test_velocity_is_per_unit_of_z_over_L(L):
     """A velocity network answers dx/dt, t = z / L: a constant v moves every line by v (L - z0) / L."""
     x0 = torch.tensor([[0.5, -1.0], [2.0, 3.0]], dtype=torch.float64)
     v = [1.5, -2.0]
-    x, bad, _ = lines.follow_z(sample.slope_fn(Constant(v), "velocity", L=L), x0, 0.25, L, 7, "heun")
+    x, bad, _ = lines.follow_z(slope.slope_fn(Constant(v), "velocity", L=L), x0, 0.25, L, 7, "heun")
     np.testing.assert_allclose(x.numpy(), x0.numpy() + np.array(v) * (L - 0.25) / L, atol=1e-12)
     assert int(bad.sum()) == 0
 
@@ -130,7 +130,7 @@ class Reversing(torch.nn.Module):
 @pytest.mark.parametrize("method, stages", [("euler", 1), ("heun", 2), ("rk4", 4)])
 def test_nonpositive_fz_is_counted_and_skipped(method, stages):
     x0 = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-2.0, 3.0]])
-    x, bad, path = lines.follow_z(sample.slope_fn(Reversing(), "direction"), x0, 0.0, 2.0, 8, method, keep=True)
+    x, bad, path = lines.follow_z(slope.slope_fn(Reversing(), "direction"), x0, 0.0, 2.0, 8, method, keep=True)
     assert torch.isfinite(x).all()
     assert bad.tolist() == [8 * stages, 0, 8 * stages]
     np.testing.assert_allclose(x.numpy(), [[-1.0, 0.0], [3.0, 0.0], [-2.0, 3.0]], atol=1e-6)
@@ -407,7 +407,7 @@ def test_steep_slopes_are_capped_and_counted():
     is scaled down to the limit, direction kept, and the stage counted."""
     import torch
 
-    from learn.sample import slope_fn
+    from learn.slope import slope_fn
     from physfield.lines import follow_z as integrate
 
     class Flat(torch.nn.Module):

@@ -8,7 +8,7 @@ from scipy.stats import multivariate_normal
 from torch import nn
 
 import physfield as pf
-from learn import data, models, sample, train
+from learn import data, guidance, models, sample, train
 from learn.logprob import log_prob
 from physfield import data as pdata
 from physfield import targets as tg
@@ -64,11 +64,11 @@ def test_guidance_is_the_extrapolation_of_the_conditional_field():
     p, y = torch.randn(7, 3), torch.tensor([0, 1, 2, 0, 1, 2, 0])
     cond, uncond = net(p, y), net(p)
     for w in (0.0, 1.0, 3.0):
-        assert torch.allclose(sample.conditioned(net, y, w)(p), (1 + w) * cond - w * uncond, atol=1e-6)
-    assert sample.conditioned(net, None, 0.0) is net
+        assert torch.allclose(guidance.conditioned(net, y, w)(p), (1 + w) * cond - w * uncond, atol=1e-6)
+    assert guidance.conditioned(net, None, 0.0) is net
     run = run_record(pf.StrongField(6.0), "direction", net={"kind": "mlp", "n_classes": 3})
-    assert sample.check_labels(run, [0, 2], None) == sample.GUIDANCE and sample.check_labels(run, None, None) == 0
-    assert f"--label: {sample.GUIDANCE:g}," in " ".join(invoke("sample", "--help").output.split())
+    assert guidance.check_labels(run, [0, 2], None) == guidance.GUIDANCE and guidance.check_labels(run, None, None) == 0
+    assert f"--label: {guidance.GUIDANCE:g}," in " ".join(invoke("sample", "--help").output.split())
 
 
 @pytest.mark.parametrize("p_uncond,trained,frozen", [(1.0, "none", "classes"), (0.0, "classes", "none")])
