@@ -21,10 +21,14 @@ import functools
 import importlib
 import inspect
 import json
+import sys
+import traceback
+from pathlib import Path
 
 import click
 import numpy as np
 
+import physfield as physfield_package
 from physfield import fields as pf_fields
 from physfield import plans as pf_plans
 from physfield.kernels.backend import NAMES as BACKENDS
@@ -32,17 +36,68 @@ from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 from physfield.validate import one_line
 
 
+USER_CODE_FAILED = 3  # exit status when a user's own code (a field, plan, source, net, ...) raises
+_OURS = tuple(Path(p).resolve() for p in (physfield_package.__path__[0], Path(__file__).parent / "learn"))
+_LIBRARIES = tuple({Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+
+
+def _origin(frame):
+    """Whose code ``frame`` runs: ``"ours"`` (physfield, learn, this file), ``"library"`` (an
+    installed package or the standard library) or ``"user"``."""
+    name = frame.f_code.co_filename
+    if name.startswith("<"):
+        return "library"
+    path = Path(name).resolve()
+    if path == Path(__file__).resolve() or any(path.is_relative_to(p) for p in _OURS):
+        return "ours"
+    return "library" if any(path.is_relative_to(p) for p in _LIBRARIES) else "user"
+
+
 def one_line_errors(fn):
-    """Bad input of a command (``ValueError``, a missing or unwritable file) -> one-line ``Error:``, exit 2."""
+    """The errors of a command, each reported as the user can act on it.
+
+    Bad input (a ``ValueError`` or ``OSError`` that this project or a library it called raised:
+    shapes, values, missing or unwritable files) is one ``Error:`` line, exit status 2. An exception raised in a user's own
+    code (a field's ``profile``, a plan, a data source, ...) is a first ``Error:`` line naming the
+    user's function and where it is, then the user's traceback, exit status
+    :data:`USER_CODE_FAILED`. Anything else is this project's bug: Python's traceback as it is.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, OSError) as exc:
-            raise click.UsageError(one_line(exc)) from None
+        except Exception as exc:
+            stack = [(frame, line, _origin(frame)) for frame, line in traceback.walk_tb(exc.__traceback__)]
+            innermost = [origin for _, _, origin in stack if origin != "library"][-1:]  # who called last
+            if isinstance(exc, (ValueError, OSError)) and innermost != ["user"]:
+                raise click.UsageError(one_line(exc)) from None
+            mine = [(frame, line) for frame, line, origin in stack if origin == "user"]
+            if not mine:
+                raise
+            (entry, _), (frame, line) = mine[0], mine[-1]
+            calls = " -> ".join(dict.fromkeys(f.f_code.co_qualname for f in (entry, frame)))  # entry -> innermost
+            click.echo(f"Error: your code raised {type(exc).__name__} in {calls} "
+                       f"({frame.f_code.co_filename}:{line}): {one_line(exc)}", err=True)
+            traceback.print_exception(exc, file=sys.stderr)
+            click.get_current_context().exit(USER_CODE_FAILED)
 
     return wrapper
+
+
+class OutputFile(click.Path):
+    """A file a command writes: a missing folder of it is created (one line if that fails)."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.fail(f"cannot create the folder of {path}: {one_line(exc)}", param, ctx)
+        return path
 
 
 def parse_params(items):
@@ -152,6 +207,7 @@ measure_options = stack([
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="physfield")
 def physfield():
     """Exact strong-interaction (IFM) and Coulomb (EFM) fields between two data plates."""
 
@@ -174,7 +230,7 @@ def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
 
     field = pf_fields.build(spec, L=L, **collect_field_params(given, extra))
     only = None if only is None else [name.strip() for name in only.split(",") if name.strip()]
-    report = checks_report.check(field, source, target, n, dim, plan, backend, seed, only)
+    report = checks_report.check(field, source, target, n, dim, plan, backend, seed, only, progress=not as_json)
     click.echo(json.dumps(report, indent=2) if as_json else checks_report.text(report))
     click.get_current_context().exit(0 if report["passed"] else 1)
 
@@ -185,7 +241,7 @@ def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
 @click.option("--lines", type=click.IntRange(min=1), default=512, show_default=True, help="field lines to trace.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=4000, show_default=True,
               help="RK4 steps in arc length after which a line is lost.")
-@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--plot", type=OutputFile(), default=None,
               help="write a PNG of the lines in the (z, x1) plane (and in 3-D for D = 2).")
 @click.option("--sweep-L", "sweep", default=None,
               help="comma-separated plate distances: trace the field(s) on the same data at each L.")
@@ -241,7 +297,7 @@ def trace(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
               help="the IFM paper's knob instead of --noise: spread lambda sqrt(min(z, L - z)).")
 @click.option("--z-schedule", type=click.Choice(list(Z_SCHEDULES)), default=Z_SCHEDULE, show_default=True,
               help="law of the training points' z: uniform, or logit-normal (more points mid-gap).")
-@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+@click.option("-o", "--out", type=OutputFile(), default=None,
               help="cache file [default: data/<field>_<source>_<target>.h5].")
 @click.option("--resume", is_flag=True, help="extend an existing cache with the same attributes to --n points.")
 @click.option("--overwrite", is_flag=True, help="replace an existing cache.")
@@ -276,7 +332,9 @@ def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, z_schedu
     from physfield.kernels import get_backend
 
     field = pf_fields.build(spec, L=L, **collect_field_params(given, extra))
-    out = tg.default_path(field, source, target) if out is None else out
+    if out is None:
+        out = tg.default_path(field, source, target)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     engine = tg.engines.choose(workers, ray_address, gpus=get_backend(backend).gpu)
     try:
         result = tg.generate(field, source, target, n, out, batch=batch, plan=plan, noise=noise, lam=lam, seed=seed,
@@ -291,6 +349,7 @@ def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, z_schedu
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="physfield")
 def learn():
     """The learner (torch): train on a targets cache, sample along the learned lines, evaluate."""
 
@@ -334,7 +393,9 @@ def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, de
 
     cfg = TrainConfig(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, device, target,
                       checkpoint_every, hidden, depth, emb, net, p_uncond)
-    click.echo(str(train(cfg, resume=resume, progress=True)))
+    result = train(cfg, resume=resume, progress=True)
+    if result.writer:  # under torchrun: rank 0 alone reports
+        click.echo(str(result))
 
 
 def learned_lines_options(method):
@@ -358,13 +419,13 @@ def learned_lines_options(method):
 @learn.command("sample")
 @learned_lines_options("euler")
 @click.option("--n", type=click.IntRange(min=1), required=True, help="samples to draw.")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="samples (n, D) as .npy.")
+@click.option("-o", "--out", required=True, type=OutputFile(), help="samples (n, D) as .npy.")
 @click.option("--source", default=None, help="P spec [default: the run's source].")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="z steps; Coulomb runs: arc-length step (L - eps) / steps.")
-@click.option("--trajectories", type=click.Path(dir_okay=False), default=None,
+@click.option("--trajectories", type=OutputFile(), default=None,
               help="also save the lines (steps+1, n, D+1) as .npy.")
-@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--inputs", "inputs_path", type=OutputFile(), default=None,
               help="also save each sample's P start (rows as in -o) as .npy, for `learn eval --inputs`.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Coulomb runs: step cap per line [default: 10 x --steps].")
@@ -376,7 +437,7 @@ def learned_lines_options(method):
 @click.option("--guidance", type=float, default=None,
               help="classifier-free guidance w: f = (1 + w) f(x | label) - w f(x | none) [default with "
                    "--label: 0.25, the best measured].")
-@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--labels", "labels_path", type=OutputFile(), default=None,
               help="also save each sample's label as .npy, for `learn eval --labels`.")
 @one_line_errors
 def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories, inputs_path,
@@ -397,7 +458,7 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
         raise ValueError("--labels saves the labels of a conditional sample: give --label")
     n = n if labels is None else len(labels)
     result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius,
-                    labels, guidance)
+                    labels, guidance, progress=True)
     np.save(out, result.samples)
     if labels_path is not None:
         np.save(labels_path, labels)
@@ -411,14 +472,14 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
 @learn.command("logprob")
 @click.option("--checkpoint", required=True, help="run folder or checkpoint.pt.")
 @click.option("--points", "points_path", required=True, help="points (n, D) on Q's plate, .npy.")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="log q(x) (n,) as .npy.")
+@click.option("-o", "--out", required=True, type=OutputFile(), help="log q(x) (n,) as .npy.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="z steps back to P.")
 @click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default="rk4", show_default=True)
 @click.option("--divergence", type=click.Choice(["auto", "exact", "hutchinson"]), default="auto", show_default=True,
               help="auto: exact up to D = 64, Hutchinson's estimator beyond.")
 @click.option("--probes", type=click.IntRange(min=2), default=8, show_default=True,
               help="Hutchinson probes per point (their standard error is reported).")
-@click.option("--spread", "spread_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--spread", "spread_path", type=OutputFile(), default=None,
               help="also save the standard error of each log q(x) (Hutchinson) as .npy.")
 @click.option("--label", type=click.IntRange(min=0), default=None, help="conditional runs: the class of every point.")
 @click.option("--guidance", type=float, default=None,
@@ -442,7 +503,7 @@ def learn_logprob(checkpoint, points_path, out, steps, method, divergence, probe
     model, run = load_model(checkpoint, weights, device)
     labels = None if label is None else np.full(len(points), label)
     exact = None if divergence == "auto" else divergence == "exact"
-    result = log_prob(model, run, points, steps, method, exact, probes, seed, labels, guidance, device)
+    result = log_prob(model, run, points, steps, method, exact, probes, seed, labels, guidance, device, progress=True)
     np.save(out, result.logp)
     if spread_path is not None:
         np.save(spread_path, result.spread)
@@ -468,7 +529,7 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
 
     device = resolve_device(device)
     model, run = load_model(checkpoint, weights, device)
-    rows, _ = check_lines(model, run, n, steps, method, seed, device)
+    rows, _ = check_lines(model, run, n, steps, method, seed, device, progress=not as_json)
     passed = checks_report.passed(rows)
     if as_json:
         click.echo(json.dumps({"checkpoint": str(checkpoint), "field": run.field.params(), "checks": rows,
@@ -493,7 +554,7 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
 @click.option("--labels", "labels_path", default=None,
               help="digits: labels .npy (`learn sample --labels`): per requested class, the share read as it, "
                    "the Frechet distance to its real digits and the confident share.")
-@click.option("--png", type=click.Path(dir_okay=False), default=None,
+@click.option("--png", type=OutputFile(), default=None,
               help="scatter of 2-D samples over the reference, or an 8x8 grid of image samples (with --labels: "
                    "a row of up to 10 per class).")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output.")

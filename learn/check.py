@@ -28,6 +28,8 @@ from scipy.spatial import cKDTree
 from physfield import data as pdata
 from physfield import lines, report
 from physfield.metrics import w2
+from physfield.progress import bar as progress_bar
+from physfield.progress import ended_lines
 
 from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, support_ends
 from .slope import unit_fn
@@ -38,7 +40,7 @@ OFF_Q_QUANTILE = 0.99  # of the nearest-neighbour distances among Q's own draws
 
 
 @torch.no_grad()
-def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
+def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", progress=False):
     """The rows of the module docstring for ``n`` learned lines of a run's net.
 
     Parameters
@@ -58,6 +60,8 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
         The seed of the starts' draw (default 0).
     device : str or torch.device
         Where the lines are followed (default ``"cpu"``).
+    progress : bool
+        Report the lines that ended (:func:`physfield.progress.bar`).
 
     Returns
     -------
@@ -75,8 +79,10 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu"):
     c, r = support_ball(run.targets.target, D)
     centre = torch.from_numpy(c.astype(np.float32)).to(device)
     ends = support_ends(L, centre, r, ARC_RADIUS * (L + r))
+    bar = progress_bar(n, "checking", "line", enabled=progress)
     res = lines.follow_arc(unit_fn(model, target, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
-                           method)
+                           method, on_step=ended_lines(bar, n))
+    bar.close()
     status = res.status.cpu().numpy()
     share = {name: float(np.mean(status == code)) for code, name in enumerate(lines.STATUS)}
     end = res.end[:, 1:].cpu().numpy()

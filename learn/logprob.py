@@ -36,6 +36,7 @@ import torch
 
 from physfield import data as pdata
 from physfield import lines
+from physfield.progress import bar as progress_bar
 
 from .guidance import check_labels, conditioned
 from .slope import slope_fn
@@ -116,7 +117,7 @@ def divergence_slope(slope, D, probes=None):
 
 
 def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, seed=0, labels=None, guidance=None,
-             device="cpu"):
+             device="cpu", progress=False):
     """``log q(x)`` of the rows of ``points (n, D)`` under the learned transport (module
     docstring), computed in float64 on a copy of ``model``.
 
@@ -145,6 +146,8 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         The guidance ``w``, as in :func:`learn.sample.sample`.
     device : str or torch.device
         Where the lines are followed (default ``"cpu"``).
+    progress : bool
+        Report the steps back to ``P`` (:func:`physfield.progress.bar`).
 
     Returns
     -------
@@ -174,7 +177,10 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         e = (torch.randint(0, 2, (probes, len(x), D), generator=g) * 2 - 1).to(device=device, dtype=x.dtype)
         K = probes
     state = torch.cat([x, torch.zeros(len(x), K, dtype=x.dtype, device=device)], dim=1)
-    end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method).x
+    bar = progress_bar(steps, "logprob", "step", enabled=progress)
+    end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method,
+                         on_step=lambda i: bar.update(1)).x
+    bar.close()
     x0, integral = end[:, :D].cpu().numpy(), end[:, D:].cpu().numpy()  # integral = int_L^eps div dz
     estimates = pdata.log_density(run.targets.source, x0)[:, None] + integral
     spread = np.zeros(len(x0)) if exact else estimates.std(axis=1, ddof=1) / np.sqrt(K)

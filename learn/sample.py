@@ -41,6 +41,8 @@ import torch
 
 from physfield import data as pdata
 from physfield import lines
+from physfield.progress import bar as progress_bar
+from physfield.progress import ended_lines
 from physfield.validate import positive_int
 
 from . import models
@@ -118,7 +120,7 @@ class SampleResult:
         return text
 
 
-def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False):
+def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False, on_step=None):
     """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` with step ``h`` by
     :func:`physfield.lines.follow_arc` (module docstring, Coulomb runs): the end rules with ``Q``'s
     support ball as the one target, no capture before the plate, escape beyond ``radius`` of
@@ -146,6 +148,8 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
         ``"euler"`` (the default), ``"heun"`` or ``"rk4"``.
     keep : bool
         Also keep every line's points after each step (the follower's ``path``).
+    on_step : callable, optional
+        Passed to :func:`physfield.lines.follow_arc` (``on_step(lines still going)``).
 
     Returns
     -------
@@ -155,7 +159,7 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     if not (h > 0 and radius > 0 and support >= 0):
         raise ValueError(f"need step h > 0, radius > 0 and support radius >= 0, got {h}, {radius}, {support}")
     return lines.follow_arc(unit_fn(model), p, support_ends(L, centre, support, radius), h, max_steps, method,
-                            keep=keep)
+                            keep=keep, on_step=on_step)
 
 
 def support_ends(L, centre, support, radius):
@@ -234,7 +238,7 @@ def support_ball(target, D):
 
 @torch.no_grad()
 def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajectories=False, device="cpu",
-           max_steps=None, radius=None, labels=None, guidance=None):
+           max_steps=None, radius=None, labels=None, guidance=None, progress=False):
     """``n`` samples of the run's ``Q`` by the learned lines (module docstring).
 
     A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the module
@@ -272,6 +276,8 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
         The class of each of the ``n`` lines (a conditional net); ``None``: unconditional.
     guidance : float, optional
         The guidance ``w`` (default :data:`learn.guidance.GUIDANCE` with labels, 0 without).
+    progress : bool
+        Report progress (:func:`physfield.progress.bar`: steps in ``z``, ended lines in arc length).
 
     Returns
     -------
@@ -286,12 +292,14 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     x0 = pdata.sample(source, n, seed=seed, dim=D)
     x = torch.from_numpy(x0.astype(np.float32)).to(device)
     if run.lines == "arc":
-        return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius)
+        return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius, progress)
     limit = STEEP_FACTOR * run.steepest if run.steepest else None
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(model, y, guidance)
+    bar = progress_bar(steps, "sample", "step", enabled=progress)
     x, bad, path = lines.follow_z(slope_fn(net, run.regression, limit, L), x, eps, L, steps, method,
-                                  keep=trajectories)
+                                  keep=trajectories, on_step=lambda i: bar.update(1))
+    bar.close()
     out = x.cpu().numpy()
     stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),
@@ -301,7 +309,7 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     return SampleResult(out, paths, stats, x0)
 
 
-def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius):
+def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius, progress):
     """The Coulomb branch of :func:`sample`: arc length from ``(eps, x0)`` (module docstring)."""
     D, L, eps = run.D, run.L, run.eps
     positive_int("steps", steps)
@@ -311,7 +319,9 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     h = (L - eps) / steps
     p = torch.cat([torch.full_like(x[:, :1], eps), x], dim=1)
     centre = torch.from_numpy(c.astype(np.float32)).to(x.device)
-    res = follow_arc(model, p, L, h, max_steps, centre, r, radius, method, trajectories)
+    bar = progress_bar(len(x0), "sample", "line", enabled=progress)
+    res = follow_arc(model, p, L, h, max_steps, centre, r, radius, method, trajectories, ended_lines(bar, len(x0)))
+    bar.close()
     status = res.status.cpu().numpy()
     mask = status == lines.ARRIVED
     stats = {"sampler": "arc", "n": len(x0), "method": method, "h": h, "max_steps": max_steps,

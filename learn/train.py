@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from physfield.progress import bar as progress_bar
 from physfield.targets import open_cache
 
 from . import data, distributed, models
@@ -137,12 +137,15 @@ class TrainResult:
         The loss of every step done (mean over the ranks under ``torchrun``).
     seconds : float
         The wall-clock time of this call's training loop.
+    writer : bool
+        Whether this process wrote the run folder (rank 0 under ``torchrun``; the one that reports).
     """
 
     out: str
     step: int
     losses: list
     seconds: float
+    writer: bool = True
 
     def __str__(self):
         last = f"; last loss {self.losses[-1]:.4g}" if self.losses else ""
@@ -372,8 +375,7 @@ def _train(cfg, world, resume, progress):
             (out / "loss.csv").write_text("step,loss\n" + "".join(f"{k},{v!r}\n" for k, v in enumerate(losses)))
 
         t0 = time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=min(step, cfg.steps), disable=None if progress and world.writer else True,
-                   desc="train")
+        bar = progress_bar(cfg.steps, "train", "step", initial=min(step, cfg.steps), enabled=progress and world.writer)
         while step < cfg.steps:
             P, Y, *labels = (torch.from_numpy(a).to(world.device) for a in batches.get(step, lo, hi))
             if labels:
@@ -388,4 +390,4 @@ def _train(cfg, world, resume, progress):
             if world.writer and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 save()
         bar.close()
-    return TrainResult(str(out), step, losses, time.perf_counter() - t0)
+    return TrainResult(str(out), step, losses, time.perf_counter() - t0, world.writer)

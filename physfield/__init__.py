@@ -20,7 +20,7 @@ References
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, fields, kernels, lines, metrics, plans, targets, tracing
+from . import data, fields, kernels, lines, metrics, plans, progress, targets, tracing
 from .fields import CoulombField, Field, GaussianPathField, PairField, StrongField
 from .kernels import get_backend
 from .tracing import TraceResult, trace
@@ -31,4 +31,4 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
 __all__ = ["Field", "StrongField", "CoulombField", "GaussianPathField", "PairField", "TraceResult", "trace",
-           "get_backend", "fields", "kernels", "lines", "targets", "plans", "data", "tracing", "metrics", "__version__"]
+           "get_backend", "fields", "kernels", "lines", "targets", "plans", "data", "tracing", "metrics", "progress", "__version__"]

@@ -45,7 +45,6 @@ with the reason as its method), ``method`` (and extras).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -53,9 +52,9 @@ from functools import cached_property
 import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import chi2
-from tqdm import tqdm
 
 from . import checks, plans
+from .progress import bar as progress_bar
 from .kernels import get_backend
 from .lines import STATUS
 from .tracing import Geometry, follow
@@ -442,7 +441,7 @@ ROWS = tuple(name for names in STEPS.values() for name in names)
 
 
 def check(field, source="gaussian", target="8gaussians", n=256, dim=None, plan="paired", backend="auto", seed=0,
-          only=None):
+          only=None, progress=True):
     """``physfield check`` in Python: draw the charges, measure the field's properties, report.
 
     ``n`` sources and sinks come from the data specs, with the probes' seed, from three streams
@@ -464,6 +463,8 @@ def check(field, source="gaussian", target="8gaussians", n=256, dim=None, plan="
     seed : int
     only : sequence of str, optional
         Names of :data:`ROWS` to measure (default: all).
+    progress : bool
+        Report the procedures done (:func:`physfield.progress.bar`).
 
     Returns
     -------
@@ -475,7 +476,7 @@ def check(field, source="gaussian", target="8gaussians", n=256, dim=None, plan="
 
     start = time.perf_counter()
     A, B, probe_seed = data.draw_pair(source, target, n, seed, dim)
-    rows, used = measure(field, A, B, plan, backend, probe_seed, only=only)
+    rows, used = measure(field, A, B, plan, backend, probe_seed, only=only, progress=progress)
     config = {"source": source, "target": target, "dim": A.shape[1], "n": n,
               "plan": plan if isinstance(plan, str) else "explicit", "seed": seed, "backend": used}
     return {"field": field.params(), "config": config, "checks": rows, "passed": passed(rows),
@@ -503,13 +504,13 @@ def text(report):
     return "\n".join(line.rstrip() for line in lines)
 
 
-def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STEPS, only=None):
+def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STEPS, only=None, progress=True):
     """Measure every property of ``field`` with its charges and plan; returns ``(rows, backend name)``.
 
     ``n_lines`` lines are followed for the line checks and the pairing configuration, each for at
     most ``max_steps`` steps (a line still going is ``lost``: it did not arrive). ``only``: names
     of :data:`ROWS` to measure (the procedures that give them run; the other rows are left out);
-    all by default.
+    all by default. ``progress``: report the procedures done (:func:`physfield.progress.bar`).
     """
     only = ROWS if only is None else tuple(only)
     unknown = sorted(set(only) - set(ROWS))
@@ -521,6 +522,9 @@ def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STE
     s = Setup(field, np.asarray(A, np.float64), np.asarray(B, np.float64), plan, get_backend(backend).name, rng,
               n_lines, int(max_steps))
     rows = []
-    for step in tqdm(steps, desc=f"checking {field!r}", unit="check", leave=False, disable=None, file=sys.stderr):
+    bar = progress_bar(len(steps), f"checking {field!r}", "check", enabled=progress)
+    for step in steps:
         rows.extend(row for row in step(s) if row["name"] in only)
+        bar.update(1)
+    bar.close()
     return sorted(rows, key=lambda r: r["status"] in ("measured", "n/a")), s.backend

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import lines, plans, validate
 from .metrics import w2
+from .progress import bar as progress_bar
+from .progress import ended_lines
 
 
 @dataclass
@@ -131,17 +132,11 @@ def follow(bound, alpha, geometry, n_lines, rng, max_steps=4000, planes=(), keep
         return bound.direction(p)
 
     starts = lines.sphere_starts(field_at, geometry.sources, alpha, geometry.r0, n_lines, rng, proposals)
-    bar = tqdm(total=n_lines, desc="tracing", unit="line", disable=None if progress else True, leave=False)
-    done = [0]
-
-    def on_step(active):
-        bar.update(n_lines - active - done[0])
-        done[0] = n_lines - active
-
+    bar = progress_bar(n_lines, "tracing", "line", enabled=progress)
     res = lines.follow_arc(lambda p: bound.direction(p)[0], starts.points, geometry.ends(), geometry.step,
                            int(max_steps), keep=keep_paths,
                            planes=np.asarray(planes, dtype=np.float64) if len(planes) else None,
-                           record=record, on_step=on_step)
+                           record=record, on_step=ended_lines(bar, n_lines))
     bar.close()
     return starts, res
 

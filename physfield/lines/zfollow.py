@@ -49,7 +49,7 @@ class ZLines(NamedTuple):
     path: list | None
 
 
-def follow_z(slope, x, z0, z1, steps, method="rk4", keep=False):
+def follow_z(slope, x, z0, z1, steps, method="rk4", keep=False, on_step=None):
     """Follow ``dx/dz = slope`` from ``z0`` to ``z1`` on a uniform grid (module docstring).
 
     Parameters
@@ -66,6 +66,8 @@ def follow_z(slope, x, z0, z1, steps, method="rk4", keep=False):
     method : {"euler", "heun", "rk4"}
     keep : bool
         Also return the points ``(z_i, x_i)`` of every grid level.
+    on_step : callable, optional
+        Called after every step with the number of steps done (a progress bar's update).
 
     Returns
     -------
@@ -92,6 +94,8 @@ def follow_z(slope, x, z0, z1, steps, method="rk4", keep=False):
         if keep:
             path.append(_with_z(xp, z, x))
         x = advance(rate, x, h, method)
+        if on_step is not None:
+            on_step(i + 1)
     if keep:
         path.append(_with_z(xp, z1, x))
     return ZLines(x, bad, path)

@@ -146,7 +146,7 @@ def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noi
         if n == n0:
             return GenerateResult(str(out), n, 0, 0.0)
     elif out.exists() and not overwrite:
-        raise ValueError(f"{out} exists; pass resume to extend it or overwrite to replace it")
+        raise ValueError(f"{out} exists; --resume (resume=True) extends it, --overwrite (overwrite=True) replaces it")
 
     tmp = temporary(out)
     try:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from . import engines
 from .reader import open_cache
 from .schema import PAIRS, check_same_run, datasets, mismatch, run_attrs
@@ -181,15 +181,15 @@ def generate(run, n, out, engine, *, shard_points=None, copy=False, resume=False
     if out.exists() and resume and out.is_file():
         _check_attrs(out, run)
     elif out.exists() and not overwrite:
-        raise ValueError(f"{out} exists; pass resume to extend it or overwrite to replace it")
+        raise ValueError(f"{out} exists; --resume (resume=True) extends it, --overwrite (overwrite=True) replaces it")
     plan = layout(run, n, out, shard_points)
     folder.mkdir(exist_ok=True)
     done = [shard for shard in plan if complete(run, shard)] if resume else []
     clear(folder, keep=[shard.path for shard in done])
     todo = [shard for shard in plan if shard not in done]
     timings, t_start = {}, time.perf_counter()
-    bar = tqdm(total=n, initial=n - sum(s.stop - s.start for s in todo), unit="pt",
-               desc=f"targets ({engine.workers} workers)", disable=None if progress else True, leave=False)
+    bar = progress_bar(n, f"targets ({engine.workers} workers)", "pt", initial=n - sum(s.stop - s.start for s in todo),
+                       enabled=progress)
 
     def finished(shard, result):
         for key, seconds in result.timings.items():

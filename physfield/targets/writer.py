@@ -24,8 +24,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..progress import bar as progress_bar
 from . import sampler
 from .schema import CHUNK_BYTES, COMPRESSION, PAIRS, datasets, run_attrs
 
@@ -97,7 +97,7 @@ def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
     with h5py.File(path, "r+" if n0 > start else "w") as f:
         if n0 == start:
             create(f, run, attrs or {})
-        bar = tqdm(total=n, initial=n0, unit="pt", desc="targets", disable=None if progress else True, leave=False)
+        bar = progress_bar(n, "targets", "pt", initial=n0, enabled=progress)
         for k in range(n0 // B, math.ceil(n / B)):
             b = sampler.batch(run, k, timings)
             t0 = time.perf_counter()

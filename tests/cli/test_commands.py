@@ -133,3 +133,34 @@ def test_python_gets_what_the_commands_print():
     (field, res), = pf.tracing.sweep(["strong"], [6.0], A, B, n_lines=16, seed=spare)
     assert res.stats["w2"] == traced["w2"] and res.stats["arrived"] == traced["arrived"]
     assert pf.tracing.table([(field, res)]).splitlines()[1].split()[:2] == ["strong", "6"]
+
+
+def test_missing_output_folders_are_created(tmp_path, monkeypatch):
+    """``-o`` and ``--plot`` into a folder that does not exist yet: the folder is made; a folder
+    that cannot be made (a file is in the way) is one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    done = invoke("trace", "--field", "strong", *FAST, "--plot", "pictures/new/lines.png")
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "pictures" / "new" / "lines.png").stat().st_size > 0
+    done = invoke("targets", "--field", "strong", "--n", "16", "--batch", "8", "-o", "caches/c.h5")
+    assert done.exit_code == 0 and (tmp_path / "caches" / "c.h5").is_file(), done.output
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    assert "cannot create the folder of blocked/x.png" in one_line_error(
+        invoke("trace", "--field", "strong", *FAST, "--plot", "blocked/x.png"))
+
+
+def test_long_work_prints_plain_progress_lines_when_not_on_a_terminal(tmp_path, monkeypatch):
+    """Captured output is not a terminal: targets, trace and check write plain progress lines
+    (here every 0 s) with the count, the rate and the time left, and a last line at the end."""
+    import re
+
+    monkeypatch.setenv("PHYSFIELD_PROGRESS_SECONDS", "0")
+    done = invoke("targets", "--field", "strong", "--n", "48", "--batch", "16", "-o", str(tmp_path / "c.h5"))
+    assert done.exit_code == 0, done.output
+    lines = [line for line in done.output.splitlines() if line.startswith("targets: ")]
+    assert re.fullmatch(r"targets: 16/48 pts \(33%\), \S+ pts/s, \d+:\d\d:\d\d left", lines[0]), lines
+    assert lines[-1].startswith("targets: 48/48 pts (100%)") and "\r" not in done.output
+    done = invoke("trace", "--field", "strong", *FAST)
+    assert "tracing: 48/48 lines (100%)" in done.output, done.output
+    done = invoke("check", "--field", "strong", "--n", "16", "--only", "superposition,min_ez")
+    assert re.search(r"checking StrongField\(.*\): 2/2 checks \(100%\)", done.output), done.output

@@ -259,3 +259,36 @@ def test_readme_user_fields_are_certified_and_refused(tmp_path, monkeypatch):
 
     failed = {r["name"] for r in json.loads(bad.output)["checks"] if r["status"] == "fail"}
     assert failed == {"lines_arrived", "lines_leaked", "transport_pair", "gauss", "pairing"}
+
+
+RAISING_FIELD = '''
+import physfield as pf
+
+
+class Raising(pf.GaussianPathField):
+    """A user field whose profile fails."""
+
+    def profile(self, z):
+        return helper(z)
+
+
+def helper(z):
+    raise ZeroDivisionError("my profile divides by zero")
+'''
+
+
+def test_a_user_field_that_raises_names_itself_and_keeps_its_traceback(tmp_path, monkeypatch):
+    """An exception in a user's own code is not bad input (exit 2) nor a failed property (exit 1):
+    the first line names the user's function and file, the user's traceback follows, exit 3. Bad
+    input that physfield finds in a user's class stays one line (exit 2)."""
+    import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raising.py").write_text(RAISING_FIELD)
+    done = CliRunner().invoke(physfield_cli, ["check", "--field", "raising:Raising", "--n", "8", "--only", "min_ez"])
+    assert done.exit_code == cli.USER_CODE_FAILED == 3, done.output
+    first = done.output.splitlines()[0]
+    assert first.startswith("Error: your code raised ZeroDivisionError in Raising.profile -> helper (")
+    assert "raising.py:13): my profile divides by zero" in first and "Traceback" in done.output
+    bad = CliRunner().invoke(physfield_cli, ["check", "--field", "raising:Raising", "--L", "-1"])
+    assert "L must be" in one_line_error(bad)

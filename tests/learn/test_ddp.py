@@ -64,7 +64,8 @@ def assert_close(a, b):
 
 def test_two_ranks_take_the_steps_of_one_process_with_the_global_batch(cache, tmp_path):
     one_process("--targets", str(cache), "--out", str(tmp_path / "one"), *TRAIN)
-    torchrun("--targets", str(cache), "--out", str(tmp_path / "two"), *TRAIN)
+    done = torchrun("--targets", str(cache), "--out", str(tmp_path / "two"), *TRAIN)
+    assert done.stdout.count("checkpoint in") == 1, done.stdout  # the final line, from rank 0 only
     assert_close(tmp_path / "two", tmp_path / "one")
     record = json.loads((tmp_path / "two" / "run.json").read_text())
     assert record["train"]["batch"] == 64

@@ -306,15 +306,18 @@ def test_a_user_network_runs_through_the_commands(caches, tmp_path, monkeypatch)
     """``learn train --net module:Class`` trains a user's own :class:`learn.models.Net`; the run
     records its spec, and ``learn sample`` rebuilds it from the run."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PHYSFIELD_PROGRESS_SECONDS", "0")  # and plain progress lines, the output not being a terminal
     (tmp_path / "mynets.py").write_text(USER_NET)
     r = invoke("train", "--targets", caches["toy"], "--out", "run", "--steps", 5, "--batch", 64, "--net", "mynets:Linear")
     assert r.exit_code == 0, r.output
+    assert "train: 5/5 steps (100%), " in r.output and ", loss=" in r.output, r.output
     model, record = sample.load_model("run", "raw")
     assert record.net["kind"] == "mynets:Linear" and record.net["hidden"] == 4
     assert type(model).__name__ == "Linear" and sum(p.numel() for p in model.parameters()) == 3 * 2 + 2
-    r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "s.npy")
-    assert r.exit_code == 0, r.output
-    assert np.load("s.npy").shape == (20, 2)
+    r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "new/folder/s.npy")
+    assert r.exit_code == 0, r.output  # a missing output folder is created
+    assert np.load("new/folder/s.npy").shape == (20, 2)
+    assert "sample: 5/5 steps (100%)" in r.output, r.output
     assert "is not a learn.models.Net subclass" in one_line_error(
         invoke("train", "--targets", caches["toy"], "--out", "r2", "--net", "mynets:nn"))
 

@@ -267,7 +267,10 @@ def test_bad_input_is_one_line(tmp_path):
          "same shape"),
         (("eval", "--samples", tmp_path / "d64.npy", "--reference", "digits", "--inputs", tmp_path / "no.npy"),
          "inputs file not found"),
-        (("eval", "--samples", tmp_path / "d2.npy", "--reference", "digits:3"), "dimensional"),
+        (("eval", "--samples", tmp_path / "d2.npy", "--reference", "digits:3"),
+         "the samples are 2-dimensional but the reference 'digits:3' is 64-dimensional"),
+        (("eval", "--samples", tmp_path / "d64.npy", "--reference", "moons"),
+         "the samples are 64-dimensional but the reference 'moons' is 2-dimensional"),
     ]
     for args, needle in cases:
         assert needle in one_line_error(invoke(*args)), args

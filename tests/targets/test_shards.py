@@ -138,7 +138,7 @@ def test_resume_refuses_a_cache_of_another_run_and_existing_output_needs_a_flag(
     out = tmp_path / "c.h5"
     generate(STRONG, "gaussian", "moons", 64, out, engine=engines.Local(), shard_points=32, **KW)
     one_line_error(lambda: generate(STRONG, "gaussian", "moons", 64, out, engine=engines.Local(), **KW),
-                   "exists; pass resume")
+                   "exists; --resume")
     one_line_error(lambda: generate(STRONG, "gaussian", "moons", 64, out, engine=engines.Local(), resume=True,
                                     **{**KW, "seed": 6}), "attribute seed is 5 in the cache but 6")
 
