@@ -37,6 +37,7 @@ from physfield.validate import one_line
 
 
 USER_CODE_FAILED = 3  # exit status when a user's own code (a field, plan, source, net, ...) raises
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as a shell reports it
 _OURS = tuple(Path(p).resolve() for p in (physfield_package.__path__[0], Path(__file__).parent / "learn"))
 _LIBRARIES = tuple({Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
 
@@ -60,13 +61,18 @@ def one_line_errors(fn):
     shapes, values, missing or unwritable files) is one ``Error:`` line, exit status 2. An exception raised in a user's own
     code (a field's ``profile``, a plan, a data source, ...) is a first ``Error:`` line naming the
     user's function and where it is, then the user's traceback, exit status
-    :data:`USER_CODE_FAILED`. Anything else is this project's bug: Python's traceback as it is.
+    :data:`USER_CODE_FAILED`. Ctrl-C is one line saying what the interrupted work kept (a targets
+    cache keeps its committed points), exit status :data:`INTERRUPTED`. Anything else is this
+    project's bug: Python's traceback as it is.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:  # Ctrl-C: what the work kept, one line, the shell's status 130
+            click.echo(f"Interrupted{': ' + str(exc) if str(exc) else ''}", err=True)
+            click.get_current_context().exit(INTERRUPTED)
         except Exception as exc:
             stack = [(frame, line, _origin(frame)) for frame, line in traceback.walk_tb(exc.__traceback__)]
             innermost = [origin for _, _, origin in stack if origin != "library"][-1:]  # who called last

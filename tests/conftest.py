@@ -30,3 +30,22 @@ settings.load_profile("physfield")
 def backend(request):
     """Each registered backend usable on this machine, by name."""
     return request.param
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_stops_the_suite():
+    """A command run through click's runner reports Ctrl-C as its exit status 130 and returns;
+    here it is raised again, so that Ctrl-C stops the test suite instead of one test."""
+    from click.testing import CliRunner
+
+    invoke = CliRunner.invoke
+
+    def invoke_and_reraise(self, *args, **kwargs):
+        result = invoke(self, *args, **kwargs)
+        if result.exit_code == 130 or isinstance(result.exception, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        return result
+
+    CliRunner.invoke = invoke_and_reraise
+    yield
+    CliRunner.invoke = invoke

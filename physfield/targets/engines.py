@@ -144,6 +144,8 @@ class Ray(Engine):
             raise ValueError("--ray needs Ray: pip install 'physfield[distributed]'") from None
         self._ray = ray
         self._started = not ray.is_initialized()
+        if self._started and address not in (None, "auto"):
+            _reachable(address)
         if self._started:
             kwargs = {"address": address} if address else {"num_cpus": num_cpus}
             try:
@@ -175,6 +177,23 @@ class Ray(Engine):
 
     def __repr__(self):
         return f"Ray(workers={self.workers})"
+
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach a Ray cluster's address before giving up
+
+
+def _reachable(address, timeout=CONNECT_TIMEOUT):
+    """A one-line ``ValueError`` unless something answers at the Ray address ``host:port`` (or
+    ``ray://host:port``): Ray itself would retry an unreachable address for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdecimal():
+        raise ValueError(f"a Ray address is 'auto' or host:port, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ValueError(f"cannot reach Ray at {address}: {one_line(exc)} (is `ray start` running there?)") from None
 
 
 def _call(fn, task):

@@ -16,7 +16,7 @@ from . import sampler, shards
 from .reader import open_cache
 from ..validate import positive_int
 from .schema import check_same_run, run_attrs
-from .writer import GenerateResult, publish, temporary, write_points
+from .writer import GenerateResult, committed, publish, stale_temporaries, temporary, write_points
 
 
 def default_path(field, source, target):
@@ -148,12 +148,31 @@ def generate(field, source, target, n, out, *, batch=256, plan=sampler.PLAN, noi
     elif out.exists() and not overwrite:
         raise ValueError(f"{out} exists; --resume (resume=True) extends it, --overwrite (overwrite=True) replaces it")
 
-    tmp = temporary(out)
-    try:
+    tmp, start = None, n0
+    for stale in stale_temporaries(out):  # of killed runs: the most complete one of this run is resumed
+        rows = committed(stale, run, n) if resume else 0
+        if rows > start:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            tmp, start = stale, rows
+        else:
+            stale.unlink(missing_ok=True)
+    if tmp is None:
+        tmp = temporary(out)
         if n0:
             shutil.copyfile(out, tmp)
-        result = write_points(run, tmp, n0, n, progress)
+    try:
+        result = write_points(run, tmp, start, n, progress)
         publish(tmp, out)
+    except KeyboardInterrupt:  # Ctrl-C: the points committed so far become the cache, which --resume extends
+        kept = committed(tmp, run, n)
+        if kept > n0:
+            publish(tmp, out)
+        else:
+            Path(tmp).unlink(missing_ok=True)
+            kept = n0
+        raise KeyboardInterrupt(f"{out} keeps {kept} of {n} points; --resume continues" if kept
+                                else f"no point of {out} was done") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,20 +14,25 @@ included: a different backend changes targets at round-off and the bytes would d
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
 
 from ..progress import bar as progress_bar
 from . import sampler
-from .schema import CHUNK_BYTES, COMPRESSION, PAIRS, datasets, run_attrs
+from .reader import open_cache
+from .schema import CHUNK_BYTES, COMPRESSION, PAIRS, datasets, mismatch, plain, run_attrs
 
 
 @dataclass
@@ -72,9 +77,13 @@ class GenerateResult:
                 f"({share}); {self.path} holds {self.n}")
 
 
+FLUSH_SECONDS = 1.0  # a single-process run commits its points to disk at least this often
+
+
 def temporary(out):
-    """A new, empty temporary file ``.NAME.*.tmp`` beside ``out`` (mode 0644), for :func:`publish`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(out).name}.", suffix=".tmp", dir=Path(out).parent)
+    """A new, empty temporary file ``.NAME.PID.*.tmp`` beside ``out`` (mode 0644), for
+    :func:`publish`; ``PID`` names the process writing it (:func:`stale_temporaries`)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(out).name}.{os.getpid()}.", suffix=".tmp", dir=Path(out).parent)
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the cache private
     return tmp
@@ -98,20 +107,27 @@ def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
         if n0 == start:
             create(f, run, attrs or {})
         bar = progress_bar(n, "targets", "pt", initial=n0, enabled=progress)
-        for k in range(n0 // B, math.ceil(n / B)):
-            b = sampler.batch(run, k, timings)
-            t0 = time.perf_counter()
-            lo, hi = max(n0, k * B), min(n, (k + 1) * B)
-            rows = slice(lo - k * B, hi - k * B)
-            for name in datasets(run):
-                append(f[name], b[name][rows])
-            if run.store_pairs:
-                append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
-                if lo == k * B:  # first time this batch is stored
-                    for name in PAIRS:
-                        append(f["pairs"][name], b[name][None])
-            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
-            bar.update(hi - lo)
+        flushed = time.perf_counter()
+        with interrupt_between_batches() as stop:
+            for k in range(n0 // B, math.ceil(n / B)):
+                if stop.requested:
+                    raise KeyboardInterrupt
+                b = sampler.batch(run, k, timings)
+                t0 = time.perf_counter()
+                lo, hi = max(n0, k * B), min(n, (k + 1) * B)
+                rows = slice(lo - k * B, hi - k * B)
+                for name in datasets(run):
+                    append(f[name], b[name][rows])
+                if run.store_pairs:
+                    append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
+                    if lo == k * B:  # first time this batch is stored
+                        for name in PAIRS:
+                            append(f["pairs"][name], b[name][None])
+                if time.perf_counter() - flushed >= FLUSH_SECONDS:  # a kill loses at most the points since
+                    f.flush()
+                    flushed = time.perf_counter()
+                timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+                bar.update(hi - lo)
         bar.close()
         t0 = time.perf_counter()
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0  # flush on close
@@ -149,6 +165,81 @@ def append(dataset, rows):
     start = dataset.shape[0]
     dataset.resize(start + len(rows), axis=0)
     dataset[start:] = rows
+
+
+class _Stop:
+    requested = False
+
+
+@contextlib.contextmanager
+def interrupt_between_batches():
+    """Ctrl-C inside the block asks the loop to stop (``stop.requested``) at its next batch instead
+    of interrupting h5py mid-write (which can leave its lock held and the file half written); a
+    second Ctrl-C interrupts at once. Outside the main thread, nothing changes."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stale_temporaries(out):
+    """The temporary files beside ``out`` (:func:`temporary`) whose writing process is no longer
+    alive on this machine."""
+    found = []
+    for tmp in Path(out).parent.glob(f".{Path(out).name}.*.tmp"):
+        pid = tmp.name[len(Path(out).name) + 2:].partition(".")[0]
+        if pid.isdecimal() and _alive(int(pid)):
+            continue
+        found.append(tmp)
+    return found
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def committed(path, run, n):
+    """Cut the file ``path`` of ``run`` to the points it holds in every dataset (at most ``n``)
+    and check it; returns their number, ``0`` when the file is not a readable cache of ``run``.
+
+    A run interrupted or killed between two flushes leaves datasets of unequal lengths (and,
+    killed mid-write, perhaps a damaged file): the common prefix is the committed work, each
+    point being a function of its batch alone.
+    """
+    try:
+        with h5py.File(path, "r+") as f:
+            if mismatch(SimpleNamespace(attrs={k: plain(v) for k, v in f.attrs.items()}), run_attrs(run)):
+                return 0
+            rows = min([n] + [f[name].shape[0] for name in datasets(run)])
+            if run.store_pairs:
+                rows = min(rows, f["pairs/partner"].shape[0], f["pairs/plan"].shape[0] * run.B)
+            for name in datasets(run):
+                f[name].resize(rows, axis=0)
+            if run.store_pairs:
+                f["pairs/partner"].resize(rows, axis=0)
+                for name in PAIRS:
+                    f["pairs"][name].resize(math.ceil(rows / run.B), axis=0)
+        with open_cache(path, verify=True):
+            return rows
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def _fsync(path):

@@ -222,6 +222,19 @@ def test_cli_sharding_options_are_checked(tmp_path, args, match):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
+def test_an_unreachable_ray_address_fails_at_once(tmp_path):
+    """``--ray HOST:PORT`` with nothing there: one line naming the address within seconds (Ray
+    itself retries for minutes), and no file written."""
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "physfield", "targets", "--field", "strong", "--n", "10", "--ray",
+                           "127.0.0.1:1", "-o", str(tmp_path / "c.h5")], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 30
+    assert done.returncode == 2 and "cannot reach Ray at 127.0.0.1:1" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())
+
+
 @pytest.fixture(scope="session")
 def local_ray():
     """A local Ray with two CPUs, started once for the test session; its workers can import the

@@ -252,7 +252,7 @@ def run_and_kill(out):
             time.sleep(0.02)
         assert proc.poll() is None, "the generating process ended before it was killed"
         assert tmps, "no temporary file appeared"
-        time.sleep(0.2)
+        time.sleep(1.5)  # past a flush (FLUSH_SECONDS): some points are committed
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -262,10 +262,17 @@ def run_and_kill(out):
 
 @pytest.mark.slow
 def test_sigkill_leaves_no_cache_or_the_previous_one_and_resume_completes(tmp_path):
+    """kill -9 of a run in one process: the cache is absent or the previous one, and --resume
+    continues from the points the killed run committed (a flush every FLUSH_SECONDS)."""
     kw = {"batch": 32, "seed": 3}
     fresh = tmp_path / "fresh.h5"
     assert run_and_kill(fresh)  # stale temporary file, never the cache itself
     assert not fresh.exists()
+    res = generate(STRONG, "gaussian:3", "gaussian:3", 120, fresh, resume=True, **kw)
+    assert res.new < 120  # the killed run's committed points are resumed, not recomputed
+    generate(STRONG, "gaussian:3", "gaussian:3", 120, tmp_path / "once.h5", **kw)
+    assert dataset_bytes(fresh) == dataset_bytes(tmp_path / "once.h5")
+    assert not list(tmp_path.glob(".fresh.h5.*.tmp"))  # the stale temporary file was used up
 
     out = tmp_path / "cache.h5"
     generate(STRONG, "gaussian:3", "gaussian:3", 50, out, **kw)
@@ -430,3 +437,34 @@ def test_gaussian_source_takes_the_targets_dimension(tmp_path):
     generate(STRONG, "gaussian", "digits:2", 8, tmp_path / "c.h5", batch=8)
     with open_cache(tmp_path / "c.h5") as cache:
         assert cache.D == 64 and cache.attrs["data_shape"] == (1, 8, 8)
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_committed_points_says_so_and_exits_130(tmp_path):
+    """Ctrl-C (SIGINT) of ``physfield targets`` in one process: one line naming what is kept, exit
+    status 130, a cache of the points done, and --resume computes only the rest."""
+    out = tmp_path / "c.h5"
+    args = [sys.executable, "-m", "physfield", "targets", "--field", "strong", "--source", "gaussian:3", "--target",
+            "gaussian:3", "--batch", "32", "--seed", "3", "-o", str(out)]
+    proc = subprocess.Popen([*args, "--n", str(10**7)], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until points are being written
+        tmps = list(tmp_path.glob(".c.h5.*.tmp"))
+        if tmps and tmps[0].stat().st_size > 64 * 1024:
+            break
+        time.sleep(0.02)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, stderr
+    (line,) = [s for s in stderr.splitlines() if s.startswith("Interrupted")]
+    kept = int(line.split(" keeps ")[1].split()[0])
+    assert line == f"Interrupted: {out} keeps {kept} of {10**7} points; --resume continues"
+    assert "Traceback" not in stderr and not list(tmp_path.glob(".c.h5.*.tmp"))
+    with open_cache(out, verify=True) as cache:
+        assert len(cache) == kept > 0
+    done = subprocess.run([*args, "--n", str(kept + 40), "--resume"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("40 points"), done.stdout + done.stderr
+    generate(pf.StrongField(6.0), "gaussian:3", "gaussian:3", kept + 40, tmp_path / "once.h5", batch=32, seed=3)
+    assert dataset_bytes(out) == dataset_bytes(tmp_path / "once.h5")
