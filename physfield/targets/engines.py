@@ -23,6 +23,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import re
+import threading
+import time
 
 from ..validate import one_line, positive_int
 
@@ -56,13 +58,27 @@ class Local(Engine):
         return "Local()"
 
 
-def _limit_threads(threads):
-    """Initializer of a pool worker: its share of the cores for Numba and BLAS."""
+PARENT_POLL = 1.0  # seconds between a pool worker's checks that its parent is alive
+
+
+def _start_worker(threads, parent):
+    """Initializer of a pool worker: its share of the cores for Numba and BLAS, and a watch that
+    ends the worker when its parent ``parent`` is gone (killed with ``kill -9``, the pool never
+    told its workers to stop: they would idle on, holding the resource tracker with them)."""
     import numba
     from threadpoolctl import threadpool_limits
 
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     threadpool_limits(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _exit_with_parent(parent):
+    """Exit this process as soon as its parent process is no longer ``parent`` (it died and this
+    process was handed to another)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
 
 
 class Pool(Engine):
@@ -76,7 +92,7 @@ class Pool(Engine):
         if self._pool is None:
             threads = max(1, (os.cpu_count() or 1) // self.workers)
             self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_limit_threads, initargs=(threads,))
+                                                initializer=_start_worker, initargs=(threads, os.getpid()))
         return self._pool
 
     def map(self, fn, tasks):

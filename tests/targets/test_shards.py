@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -178,6 +179,57 @@ def test_failed_and_killed_tasks_are_retried(tmp_path, engine_type):
 
 
 @pytest.mark.slow
+def children(pid):
+    """The live (not zombie) processes whose parent is ``pid`` (Linux ``/proc``)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and not fields.get("State", "").startswith("Z"):
+            found.append(int(status.parent.name))
+    return found
+
+
+def alive(pids):
+    """Those of ``pids`` that still run (a zombie has ended)."""
+    def running(pid):
+        try:
+            return not Path(f"/proc/{pid}/status").read_text().split("State:\t")[1].startswith("Z")
+        except (OSError, IndexError):
+            return False
+
+    return [pid for pid in pids if running(pid)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_pool_workers_die_with_their_parent(tmp_path, cached_kernels):
+    """kill -9 of the parent alone (not its process group): its pool workers, and with them the
+    resource tracker, are gone within seconds instead of idling on."""
+    run = ["--n", "6400", "--shard-points", "64", "-o", str(tmp_path / "c.h5")]
+    proc = subprocess.Popen([sys.executable, "-m", "physfield", "targets", *ARGS, *run, "--workers", "2"],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob("c.h5.shards/shard-*.h5")):
+            time.sleep(0.05)
+        workers = children(proc.pid)
+        assert proc.poll() is None and len(workers) >= 2, workers  # two workers (and the resource tracker)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and alive(workers):
+            time.sleep(0.1)
+        assert not alive(workers), f"orphaned processes {alive(workers)} outlived their killed parent"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_killed_run_leaves_complete_shards_only_and_resume_completes_it(tmp_path, cached_kernels):
     out = tmp_path / "c.h5"
     folder = tmp_path / "c.h5.shards"
