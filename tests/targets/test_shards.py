@@ -178,7 +178,6 @@ def test_failed_and_killed_tasks_are_retried(tmp_path, engine_type):
         engine.close()
 
 
-@pytest.mark.slow
 def children(pid):
     """The live (not zombie) processes whose parent is ``pid`` (Linux ``/proc``)."""
     found = []
@@ -205,32 +204,10 @@ def alive(pids):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
-def test_pool_workers_die_with_their_parent(tmp_path, cached_kernels):
-    """kill -9 of the parent alone (not its process group): its pool workers, and with them the
-    resource tracker, are gone within seconds instead of idling on."""
-    run = ["--n", "6400", "--shard-points", "64", "-o", str(tmp_path / "c.h5")]
-    proc = subprocess.Popen([sys.executable, "-m", "physfield", "targets", *ARGS, *run, "--workers", "2"],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob("c.h5.shards/shard-*.h5")):
-            time.sleep(0.05)
-        workers = children(proc.pid)
-        assert proc.poll() is None and len(workers) >= 2, workers  # two workers (and the resource tracker)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and alive(workers):
-            time.sleep(0.1)
-        assert not alive(workers), f"orphaned processes {alive(workers)} outlived their killed parent"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def test_killed_run_leaves_complete_shards_only_and_resume_completes_it(tmp_path, cached_kernels):
+    """kill -9 of the parent alone (not its process group) of a ``--workers 2`` run: its pool
+    workers and the resource tracker are gone within seconds instead of idling on; the shard
+    files left are complete, and --resume computes the rest."""
     out = tmp_path / "c.h5"
     folder = tmp_path / "c.h5.shards"
     run = ["--n", "6400", "--shard-points", "64", "-o", str(out)]  # 100 shards
@@ -240,10 +217,20 @@ def test_killed_run_leaves_complete_shards_only_and_resume_completes_it(tmp_path
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and len(list(folder.glob("shard-*.h5"))) < 3:
             time.sleep(0.05)
+        workers = children(proc.pid)
         assert proc.poll() is None, "the run ended before it was killed"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        assert len(workers) >= 2, workers  # two workers (and the resource tracker)
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and alive(workers):
+            time.sleep(0.1)
+        assert not alive(workers), f"orphaned processes {alive(workers)} outlived their killed parent"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left, if the test failed
+        except ProcessLookupError:
+            pass
     assert not out.exists()
     written = list(folder.glob("shard-*.h5"))
     assert 3 <= len(written) < 100
