@@ -157,10 +157,9 @@ def evaluate(samples, reference, n=2000, seed=EVAL_SEED, bandwidths=None):
     """
     samples = np.asarray(samples, np.float64)
     D = samples.shape[1]
-    cls, arg = pdata.source.parse(reference)
-    if not (cls.takes_dim and arg is None) and pdata.get(reference).dim != D:
-        raise ValueError(f"the samples are {D}-dimensional but the reference {reference!r} is "
-                         f"{pdata.get(reference).dim}-dimensional")
+    D_ref = pdata.pair_dims(reference, f"gaussian:{D}")[0] or pdata.get(reference).dim  # a bare gaussian takes D
+    if D_ref != D:
+        raise ValueError(f"the samples are {D}-dimensional but the reference {reference!r} is {D_ref}-dimensional")
     ref = pdata.sample(reference, n, seed=seed, dim=D)
     if len(samples) > n:
         samples = samples[np.random.default_rng(seed).choice(len(samples), n, replace=False)]

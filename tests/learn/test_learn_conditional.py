@@ -8,7 +8,7 @@ from scipy.stats import multivariate_normal
 from torch import nn
 
 import physfield as pf
-from learn import data, guidance, models, sample, train
+from learn import data, guidance, models, train
 from learn.logprob import log_prob
 from physfield import data as pdata
 from physfield import targets as tg
