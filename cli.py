@@ -32,6 +32,7 @@ import physfield as physfield_package
 from physfield import fields as pf_fields
 from physfield import plans as pf_plans
 from physfield.kernels.backend import NAMES as BACKENDS
+from physfield.lines import FIXED, METHODS
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 from physfield.validate import one_line
 
@@ -404,12 +405,26 @@ def learn_train(targets_path, out, steps, batch, lr, ema, clip, warmup, seed, de
         click.echo(str(result))
 
 
-def learned_lines_options(method):
-    """The options that load a learned net and step its lines (``method``: the default stepper)."""
+def tolerance_options(rtol):
+    """``--rtol`` and ``--atol`` of the adaptive steppers (default ``rtol`` each)."""
+    def decorate(f):
+        for name in ("--atol", "--rtol"):
+            f = click.option(name, type=click.FloatRange(min=0), default=rtol, show_default=True,
+                             help=f"{name[2:]} of the adaptive methods (bs32, dopri5).")(f)
+        return f
+
+    return decorate
+
+
+def learned_lines_options(method, methods=tuple(FIXED)):
+    """The options that load a learned net and step its lines (``method``: the default stepper,
+    one of ``methods``)."""
     def decorate(f):
         options = [
             click.option("--checkpoint", required=True, help="run folder or checkpoint.pt."),
-            click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default=method, show_default=True),
+            click.option("--method", type=click.Choice(methods), default=method, show_default=True,
+                         help="fixed steps (euler, heun, rk4) or adaptive (bs32, dopri5)" if len(methods) > 3
+                         else "fixed steps (lines in arc length)."),
             click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
             click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -423,7 +438,8 @@ def learned_lines_options(method):
 
 
 @learn.command("sample")
-@learned_lines_options("euler")
+@learned_lines_options("rk4", METHODS)
+@tolerance_options(1e-4)
 @click.option("--n", type=click.IntRange(min=1), required=True, help="samples to draw.")
 @click.option("-o", "--out", required=True, type=OutputFile(), help="samples (n, D) as .npy.")
 @click.option("--source", default=None, help="P spec [default: the run's source].")
@@ -446,8 +462,8 @@ def learned_lines_options(method):
 @click.option("--labels", "labels_path", type=OutputFile(), default=None,
               help="also save each sample's label as .npy, for `learn eval --labels`.")
 @one_line_errors
-def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, trajectories, inputs_path,
-                 max_steps, radius, label_args, guidance, labels_path):
+def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, device, rtol, atol, trajectories,
+                 inputs_path, max_steps, radius, label_args, guidance, labels_path):
     """Follow the learned lines dx/dz = f_x/f_z from P at z = eps to z = L.
 
     A Coulomb (EFM) run follows dp/dtau = f/|f| in arc length instead, and saves the lines that
@@ -464,7 +480,7 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
         raise ValueError("--labels saves the labels of a conditional sample: give --label")
     n = n if labels is None else len(labels)
     result = sample(model, run, n, source, steps, method, seed, trajectories is not None, device, max_steps, radius,
-                    labels, guidance, progress=True)
+                    labels, guidance, progress=True, rtol=rtol, atol=atol)
     np.save(out, result.samples)
     if labels_path is not None:
         np.save(labels_path, labels)
@@ -480,7 +496,9 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
 @click.option("--points", "points_path", required=True, help="points (n, D) on Q's plate, .npy.")
 @click.option("-o", "--out", required=True, type=OutputFile(), help="log q(x) (n,) as .npy.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="z steps back to P.")
-@click.option("--method", type=click.Choice(["euler", "heun", "rk4"]), default="rk4", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default="rk4", show_default=True,
+              help="fixed steps (euler, heun, rk4) or adaptive (bs32, dopri5).")
+@tolerance_options(1e-6)
 @click.option("--divergence", type=click.Choice(["auto", "exact", "hutchinson"]), default="auto", show_default=True,
               help="auto: exact up to D = 64, Hutchinson's estimator beyond.")
 @click.option("--probes", type=click.IntRange(min=2), default=8, show_default=True,
@@ -491,11 +509,13 @@ def learn_sample(checkpoint, n, out, source, steps, method, seed, weights, devic
 @click.option("--guidance", type=float, default=None,
               help="classifier-free guidance w [default with --label: 0.25, as learn sample].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the probes.")
+@click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
+              help="dtype of the lines and the divergence.")
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @one_line_errors
-def learn_logprob(checkpoint, points_path, out, steps, method, divergence, probes, spread_path, label, guidance, seed,
-                  weights, device):
+def learn_logprob(checkpoint, points_path, out, steps, method, rtol, atol, divergence, probes, spread_path, label,
+                  guidance, seed, precision, weights, device):
     """log q(x) of points on Q's plate under the learned transport: each point's line is followed
     back to P, with d log p/dz = -div_x(dx/dz) (exact divergence up to D = 64, else Hutchinson's
     estimator), plus log p of P at the line's start (P: gaussian, 8gaussians or mixture)."""
@@ -509,7 +529,8 @@ def learn_logprob(checkpoint, points_path, out, steps, method, divergence, probe
     model, run = load_model(checkpoint, weights, device)
     labels = None if label is None else np.full(len(points), label)
     exact = None if divergence == "auto" else divergence == "exact"
-    result = log_prob(model, run, points, steps, method, exact, probes, seed, labels, guidance, device, progress=True)
+    result = log_prob(model, run, points, steps, method, exact, probes, seed, labels, guidance, device, progress=True,
+                      precision=precision, rtol=rtol, atol=atol)
     np.save(out, result.logp)
     if spread_path is not None:
         np.save(spread_path, result.spread)

@@ -89,7 +89,7 @@ def fm_train(cfg, source, target, D, matcher_name, sigma):
 @torch.no_grad()
 def fm_sample(model, x0, steps):
     x = torch.from_numpy(x0.astype(np.float32))
-    x, _, _ = lines.follow_z(slope.slope_fn(model, "velocity"), x, 0.0, 1.0, steps)
+    x = lines.follow_z(slope.slope_fn(model, "velocity"), x, 0.0, 1.0, steps).x
     return x.numpy()
 
 

@@ -12,12 +12,12 @@ line back from ``z = L`` to ``z = eps``::
 
     log q(x) = log p_P(x(eps)) - int_eps^L div_x s(z, x(z)) dz
 
-integrated together with ``x(z)`` by :func:`physfield.lines.follow_z` (RK4 by default) on the
-state ``(x, I)``, ``dI/dz = div_x s``. ``log p_P`` is the source's closed-form density
+integrated together with ``x(z)`` by :func:`physfield.lines.follow_z` (RK4 by default, or
+adaptive steps whose tolerances then cover ``I`` too) on the state ``(x, I)``, ``dI/dz = div_x s``. ``log p_P`` is the source's closed-form density
 (:func:`physfield.data.log_density`: ``gaussian``, ``8gaussians``, ``mixture``).
 
-The divergence is exact (``D`` backward passes, one per coordinate) up to ``EXACT_MAX_D``
-dimensions; beyond it Hutchinson's estimator ``div s ~ mean_k e_k^T (ds/dx) e_k`` with ``probes``
+The divergence is exact (the trace of the Jacobian, its ``D`` rows from one backward pass
+batched over the basis vectors, :func:`divergence`) up to ``EXACT_MAX_D`` dimensions; beyond it Hutchinson's estimator ``div s ~ mean_k e_k^T (ds/dx) e_k`` with ``probes``
 Rademacher vectors ``e_k`` held fixed along each line (FFJORD, Grathwohl et al., ICLR 2019); each
 probe gives an unbiased estimate of ``log q(x)``, and their standard error over the probes is
 reported per point as the estimate's spread.
@@ -37,11 +37,14 @@ import torch
 from physfield import data as pdata
 from physfield import lines
 from physfield.progress import bar as progress_bar
+from physfield.progress import gap_covered
 
 from .guidance import check_labels, conditioned
 from .slope import slope_fn
 
 EXACT_MAX_D = 64
+#: the dtypes :func:`log_prob` computes in
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
@@ -63,6 +66,8 @@ class LogProb:
         Whether the divergence was exact.
     probes : int
         The number of Hutchinson probes (0 for the exact divergence).
+    evaluations : int
+        The evaluations of the slope and its divergence (each on all ``n`` lines).
     """
 
     logp: np.ndarray
@@ -70,16 +75,80 @@ class LogProb:
     x0: np.ndarray
     exact: bool
     probes: int
+    evaluations: int = 0
 
     def __str__(self):
         how = "exact divergence" if self.exact else f"Hutchinson's estimator, {self.probes} probes"
-        text = f"{len(self.logp)} points: mean log q {self.logp.mean():.4f} ({how})"
+        text = f"{len(self.logp)} points: mean log q {self.logp.mean():.4f} ({how}, {self.evaluations} evaluations)"
         if not self.exact:
             text += f"; standard error per point: mean {self.spread.mean():.3g}, max {self.spread.max():.3g}"
         return text
 
 
-def divergence_slope(slope, D, probes=None):
+#: rows of one batched backward pass (basis or probe vectors times points)
+BATCH_ROWS = 1 << 16
+
+
+def divergence(s, x, probes=None):
+    """``div_x s`` at each row, exact or Hutchinson's estimate, from batched backward passes.
+
+    The exact divergence is the trace of the Jacobian ``ds/dx``: the vector-Jacobian products
+    with the ``D`` basis vectors ``e_i`` give its rows, ``div s = sum_i (e_i^T ds/dx)_i``.
+    Hutchinson's estimate for a probe ``e`` is ``e^T (ds/dx) e``. Either way the products are
+    one backward pass batched over the vectors (``torch.autograd.grad`` with
+    ``is_grads_batched``), at most :data:`BATCH_ROWS` vector-point rows at a time, instead of one
+    pass per vector (:func:`divergence_loop`, the reference it is tested against).
+
+    Parameters
+    ----------
+    s : torch.Tensor, shape (n, D)
+        The slope, computed from ``x`` with autograd.
+    x : torch.Tensor, shape (n, D)
+        The points, with ``requires_grad``.
+    probes : torch.Tensor, shape (K, n, D), optional
+        Rademacher vectors; ``None``: the exact divergence.
+
+    Returns
+    -------
+    torch.Tensor, shape (n, 1) or (n, K)
+        The exact divergence, or one estimate per probe.
+    """
+    n, D = x.shape
+    vectors = torch.eye(D, dtype=x.dtype, device=x.device)[:, None, :].expand(D, n, D) if probes is None else probes
+    step = max(1, BATCH_ROWS // max(n, 1))
+    products = [torch.autograd.grad(s, x, vectors[k:k + step], retain_graph=True, is_grads_batched=True)[0]
+                for k in range(0, len(vectors), step)]
+    jac = torch.cat(products)  # (D, n, D): rows of ds/dx; or (K, n, D): e^T ds/dx
+    if probes is None:
+        return torch.diagonal(jac, dim1=0, dim2=2).sum(dim=1, keepdim=True)
+    return (jac * probes).sum(dim=2).T
+
+
+def divergence_loop(s, x, probes=None):
+    """The reference of :func:`divergence`: one backward pass per basis vector or probe.
+
+    Parameters
+    ----------
+    s : torch.Tensor, shape (n, D)
+        The slope, computed from ``x`` with autograd.
+    x : torch.Tensor, shape (n, D)
+        The points, with ``requires_grad``.
+    probes : torch.Tensor, shape (K, n, D), optional
+        Rademacher vectors; ``None``: the exact divergence.
+
+    Returns
+    -------
+    torch.Tensor, shape (n, 1) or (n, K)
+        The exact divergence, or one estimate per probe.
+    """
+    if probes is None:
+        return sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i]
+                   for i in range(x.shape[1]))[:, None]
+    return torch.stack([(torch.autograd.grad((s * e).sum(), x, retain_graph=True)[0] * e).sum(dim=1)
+                        for e in probes], dim=1)
+
+
+def divergence_slope(slope, D, probes=None, div=divergence):
     """The slope of the augmented state ``y = (x, I_1..I_K)`` for :func:`physfield.lines.follow_z`:
     ``(s(z, x), div_x s)``, the divergence exact (one column) or one Hutchinson estimate per probe
     (``K`` columns).
@@ -91,8 +160,9 @@ def divergence_slope(slope, D, probes=None):
     D : int
         The data dimension: the first ``D`` columns of ``y`` are ``x``.
     probes : torch.Tensor, shape (K, n, D), optional
-        Rademacher vectors, one set per probe; ``None``: the exact divergence (``D`` backward
-        passes).
+        Rademacher vectors, one set per probe; ``None``: the exact divergence.
+    div : callable
+        How the divergence is taken: :func:`divergence` (the default) or :func:`divergence_loop`.
 
     Returns
     -------
@@ -106,20 +176,16 @@ def divergence_slope(slope, D, probes=None):
         with torch.enable_grad():
             x = y[:, :D].detach().requires_grad_(True)
             s, bad = slope(z, x)
-            if probes is None:
-                div = sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(D))[:, None]
-            else:
-                div = torch.stack([(torch.autograd.grad((s * e).sum(), x, retain_graph=True)[0] * e).sum(dim=1)
-                                   for e in probes], dim=1)
-        return torch.cat([s.detach(), div.detach()], dim=1), bad
+            d = div(s, x, probes)
+        return torch.cat([s.detach(), d.detach()], dim=1), bad
 
     return augmented
 
 
 def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, seed=0, labels=None, guidance=None,
-             device="cpu", progress=False):
+             device="cpu", progress=False, precision="float64", rtol=1e-6, atol=1e-6):
     """``log q(x)`` of the rows of ``points (n, D)`` under the learned transport (module
-    docstring), computed in float64 on a copy of ``model``.
+    docstring), computed in ``precision`` on a copy of ``model``.
 
     Parameters
     ----------
@@ -130,9 +196,10 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
     points : array_like, shape (n, D)
         The finite points ``x`` on ``Q``'s plate.
     steps : int
-        The steps of the ``z`` grid from ``L`` back to ``eps`` (default 100).
+        The steps of the ``z`` grid from ``L`` back to ``eps`` (default 100; an adaptive method's
+        first trial step is ``(L - eps) / steps``).
     method : str
-        ``"euler"``, ``"heun"`` or ``"rk4"`` (the default).
+        ``"euler"``, ``"heun"``, ``"rk4"`` (the default), or the adaptive ``"bs32"`` or ``"dopri5"``.
     exact : bool, optional
         The exact divergence; ``None`` (the default): exact when ``D <= EXACT_MAX_D``, else
         Hutchinson's estimator.
@@ -148,6 +215,11 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         Where the lines are followed (default ``"cpu"``).
     progress : bool
         Report the steps back to ``P`` (:func:`physfield.progress.bar`).
+    precision : str
+        ``"float64"`` (the default) or ``"float32"``: the dtype of the net's copy, the lines and
+        the divergence (``bench/bench_logprob.py`` measures what float32 changes).
+    rtol, atol : float
+        The tolerances of an adaptive method on ``(x, I)`` (default ``1e-6`` each).
 
     Returns
     -------
@@ -166,10 +238,13 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
     exact = D <= EXACT_MAX_D if exact is None else bool(exact)
     if not exact and (isinstance(probes, bool) or not isinstance(probes, int) or probes < 2):
         raise ValueError(f"Hutchinson's estimator needs probes >= 2 (for its spread), got {probes!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
-    net = conditioned(copy.deepcopy(model).to(torch.float64), y, guidance)  # the caller's model is left as it is
+    net = conditioned(copy.deepcopy(model).to(dtype), y, guidance)  # the caller's model is left as it is
     slope = slope_fn(net, run.regression, None, L)
-    x = torch.from_numpy(points).to(device=device, dtype=torch.float64)
+    x = torch.from_numpy(points).to(device=device, dtype=dtype)
     if exact:
         e, K = None, 1
     else:
@@ -177,11 +252,12 @@ def log_prob(model, run, points, steps=100, method="rk4", exact=None, probes=8, 
         e = (torch.randint(0, 2, (probes, len(x), D), generator=g) * 2 - 1).to(device=device, dtype=x.dtype)
         K = probes
     state = torch.cat([x, torch.zeros(len(x), K, dtype=x.dtype, device=device)], dim=1)
-    bar = progress_bar(steps, "logprob", "step", enabled=progress)
-    end = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method,
-                         on_step=lambda i: bar.update(1)).x
+    bar = progress_bar(100, "logprob", "%", enabled=progress)
+    res = lines.follow_z(divergence_slope(slope, D, e), state, L, eps, steps, method, on_step=gap_covered(bar, L, eps),
+                         rtol=rtol, atol=atol)
     bar.close()
-    x0, integral = end[:, :D].cpu().numpy(), end[:, D:].cpu().numpy()  # integral = int_L^eps div dz
+    end = res.x
+    x0, integral = end[:, :D].cpu().double().numpy(), end[:, D:].cpu().double().numpy()  # integral = int_L^eps div dz
     estimates = pdata.log_density(run.targets.source, x0)[:, None] + integral
     spread = np.zeros(len(x0)) if exact else estimates.std(axis=1, ddof=1) / np.sqrt(K)
-    return LogProb(estimates.mean(axis=1), spread, x0, exact, 0 if exact else K)
+    return LogProb(estimates.mean(axis=1), spread, x0, exact, 0 if exact else K, res.evaluations)

@@ -3,7 +3,9 @@
 The line through ``(z, x)`` solves ``dx/dz = s(z, x)`` with the slope of the net
 (:func:`learn.slope.slope_fn`: ``f_x / f_z`` for a direction network, ``f / L`` for a velocity
 network), integrated on the uniform grid ``z_i = eps + i h``, ``h = (L - eps) / steps`` by Euler,
-Heun or RK4 (:func:`physfield.lines.follow_z`, the one line follower of the package). Stages where
+Heun or RK4, or with adaptive steps by an embedded pair (``bs32``, ``dopri5``: steps kept when
+every line's error estimate is within ``rtol``/``atol``), all by :func:`physfield.lines.follow_z`,
+the one line follower of the package; the network evaluations are counted. Stages where
 the slope is undefined or steeper than ``STEEP_FACTOR`` times the steepest target slope of the
 training cache (``steepest`` in the run record) are counted and reported, so no NaN appears
 silently. Lines are started at the ``P`` samples themselves (``source`` spec of the run unless
@@ -42,7 +44,7 @@ import torch
 from physfield import data as pdata
 from physfield import lines
 from physfield.progress import bar as progress_bar
-from physfield.progress import ended_lines
+from physfield.progress import ended_lines, gap_covered
 from physfield.validate import positive_int
 
 from . import models
@@ -79,8 +81,9 @@ class SampleResult:
         shape ``(steps+1, n, D+1)`` (for a Coulomb run: the start and the points after each step
         taken, ended lines frozen), else ``None``.
     stats : dict
-        The sampler's settings and counts (module docstring): ``n``, ``method``, ``z0``, ``z1``
-        and, in ``z``, ``steps``, ``source``, ``fz_nonpositive`` (stage evaluations with
+        The sampler's settings and counts (module docstring): ``n``, ``method``, ``z0``, ``z1``,
+        ``evaluations`` (the network's evaluations on the batch of lines, guidance's second pass
+        not counted) and, in ``z``, ``steps`` (kept), ``rejected``, ``rtol``, ``atol``, ``source``, ``fz_nonpositive`` (stage evaluations with
         ``f_z <= 0``, a non-finite ``f`` or the slope limit), ``lines_fz_nonpositive`` (lines
         affected), ``nonfinite``, ``guidance``, ``labels``; in arc length (``"sampler": "arc"``)
         ``h``, ``max_steps``, ``steps_done``, ``radius``, ``support_centre``, ``support_radius``,
@@ -105,12 +108,15 @@ class SampleResult:
         if s.get("sampler") == "arc":
             counts = ", ".join(f"{s[k]} {k}" for k in ARC_STATUS)
             text = (f"{s['n']} lines in arc length, {s['method']} with step {s['h']:.3g} (cap {s['max_steps']} "
-                    f"steps) from z={s['z0']:g}: {counts}; {s['lines_fz_negative']} met f_z < 0; "
+                    f"steps, {s['evaluations']} evaluations) from z={s['z0']:g}: {counts}; {s['lines_fz_negative']} met f_z < 0; "
                     f"{len(self.samples)} samples (the arrived lines)")
             if s["arrived"] < s["n"]:
                 text += f"; WARNING: {s['n'] - s['arrived']} of {s['n']} lines did not arrive inside Q's support"
             return text
-        text = f"{s['n']} samples, {s['method']} with {s['steps']} steps from z={s['z0']:g} to z={s['z1']:g}"
+        how = f"{s['method']} with {s['steps']} steps"
+        if s["method"] in lines.PAIRS:
+            how += f" ({s['rejected']} rejected; rtol {s['rtol']:g}, atol {s['atol']:g})"
+        text = f"{s['n']} samples, {how}, {s['evaluations']} evaluations, from z={s['z0']:g} to z={s['z1']:g}"
         if s["fz_nonpositive"]:
             text += (f"; WARNING: f_z <= 0, a non-finite f or a slope beyond {STEEP_FACTOR:g}x the steepest "
                      f"target at {s['fz_nonpositive']} stage evaluations on {s['lines_fz_nonpositive']} lines: "
@@ -237,8 +243,8 @@ def support_ball(target, D):
 
 
 @torch.no_grad()
-def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajectories=False, device="cpu",
-           max_steps=None, radius=None, labels=None, guidance=None, progress=False):
+def sample(model, run, n, source=None, steps=100, method="rk4", seed=0, trajectories=False, device="cpu",
+           max_steps=None, radius=None, labels=None, guidance=None, progress=False, rtol=1e-4, atol=1e-4):
     """``n`` samples of the run's ``Q`` by the learned lines (module docstring).
 
     A Coulomb run is followed in arc length (``max_steps``, ``radius``: the caps of the module
@@ -257,9 +263,11 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     source : str, optional
         The data spec of the starts; ``None``: the run's source spec ``P``.
     steps : int
-        The ``z`` grid's steps (default 100); in arc length the step is ``(L - eps) / steps``.
+        The ``z`` grid's steps (default 100; an adaptive method's first trial step is ``(L - eps)
+        / steps``); in arc length the step is ``(L - eps) / steps``.
     method : str
-        ``"euler"`` (the default), ``"heun"`` or ``"rk4"``.
+        ``"euler"``, ``"heun"``, ``"rk4"`` (the default: ``learn check``'s too), or in ``z`` the adaptive ``"bs32"`` or
+        ``"dopri5"``.
     seed : int
         The seed of the starts' draw (default 0).
     trajectories : bool
@@ -277,7 +285,10 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     guidance : float, optional
         The guidance ``w`` (default :data:`learn.guidance.GUIDANCE` with labels, 0 without).
     progress : bool
-        Report progress (:func:`physfield.progress.bar`: steps in ``z``, ended lines in arc length).
+        Report progress (:func:`physfield.progress.bar`: the share of the gap covered in ``z``,
+        ended lines in arc length).
+    rtol, atol : float
+        The tolerances of an adaptive method (default ``1e-4`` each; float32 lines).
 
     Returns
     -------
@@ -296,12 +307,14 @@ def sample(model, run, n, source=None, steps=100, method="euler", seed=0, trajec
     limit = STEEP_FACTOR * run.steepest if run.steepest else None
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(model, y, guidance)
-    bar = progress_bar(steps, "sample", "step", enabled=progress)
-    x, bad, path = lines.follow_z(slope_fn(net, run.regression, limit, L), x, eps, L, steps, method,
-                                  keep=trajectories, on_step=lambda i: bar.update(1))
+    bar = progress_bar(100, "sample", "%", enabled=progress)
+    res = lines.follow_z(slope_fn(net, run.regression, limit, L), x, eps, L, steps, method, keep=trajectories,
+                         on_step=gap_covered(bar, eps, L), rtol=rtol, atol=atol)
     bar.close()
+    x, bad, path = res.x, res.bad, res.path
     out = x.cpu().numpy()
-    stats = {"n": n, "steps": steps, "method": method, "source": source, "z0": eps, "z1": L,
+    stats = {"n": n, "steps": res.steps, "rejected": res.rejected, "evaluations": res.evaluations, "method": method,
+             "rtol": rtol, "atol": atol, "source": source, "z0": eps, "z1": L,
              "fz_nonpositive": int(bad.sum()), "lines_fz_nonpositive": int((bad > 0).sum()),
              "nonfinite": int((~np.isfinite(out).all(axis=1)).sum()), "guidance": guidance,
              "labels": None if labels is None else sorted(set(labels.tolist()))}
@@ -325,7 +338,7 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     status = res.status.cpu().numpy()
     mask = status == lines.ARRIVED
     stats = {"sampler": "arc", "n": len(x0), "method": method, "h": h, "max_steps": max_steps,
-             "steps_done": int(res.steps.max()), "radius": radius, "support_centre": c.tolist(), "support_radius": r,
+             "steps_done": int(res.steps.max()), "evaluations": res.evaluations, "radius": radius, "support_centre": c.tolist(), "support_radius": r,
              "z0": eps, "z1": L, "lines_fz_negative": int(res.turned.sum())}
     stats.update({k: int((status == i).sum()) for i, k in enumerate(ARC_STATUS)})
     paths = torch.stack(res.path).cpu().numpy() if trajectories else None

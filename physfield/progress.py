@@ -70,8 +70,11 @@ class Lines:
     def _write(self, now):
         done, elapsed = self.n - self.start_n, now - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100 * self.n / max(self.total, 1):.0f}%)",
-                 f"{rate:.3g} {self.unit}s/s"]
+        if self.unit == "%":  # a share of the work (of total 100), such as the gap covered by lines
+            parts = [f"{self.desc}: {self.n}%", f"{rate:.3g} %/s"]
+        else:
+            parts = [f"{self.desc}: {self.n}/{self.total} {self.unit}s ({100 * self.n / max(self.total, 1):.0f}%)",
+                     f"{rate:.3g} {self.unit}s/s"]
         if rate > 0 and self.n < self.total:
             parts.append(f"{datetime.timedelta(seconds=round((self.total - self.n) / rate))} left")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]
@@ -99,6 +102,33 @@ def ended_lines(bar, n_lines):
     def on_step(active):
         bar.update(n_lines - active - done[0])
         done[0] = n_lines - active
+
+    return on_step
+
+
+def gap_covered(bar, z0, z1):
+    """The ``on_step`` of :func:`physfield.lines.follow_z` that advances ``bar`` (of total 100) to
+    the percentage of the gap from ``z0`` to ``z1`` covered (the follower reports the level
+    reached; adaptive steps have no step count known in advance).
+
+    Parameters
+    ----------
+    bar : tqdm.tqdm or Lines
+        A reporter of 100 units (:func:`bar`).
+    z0, z1 : float
+        The ends of the lines.
+
+    Returns
+    -------
+    callable
+        ``on_step(z)``.
+    """
+    done = [0]
+
+    def on_step(z):
+        now = min(100, int(100 * (z - z0) / (z1 - z0)))
+        bar.update(now - done[0])
+        done[0] = now
 
     return on_step
 

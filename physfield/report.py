@@ -384,7 +384,7 @@ def pairing_rows(s):
     other = int(s.n_lines - counts.sum())  # lines ending off the plan's cells (or not at all): expected 0
     expected = counts.sum() * expected / s.n_lines  # the shares among the lines that did end on the plan
     stat = float(((counts - expected) ** 2 / np.maximum(expected, 1e-12)).sum())
-    p = float(chi2.sf(stat, len(cells) - 1))
+    p = float(chi2.sf(stat, len(cells) - 1)) if counts.sum() else 0.0  # no line on the plan: no sign of it
     return [make_row(s, "pairing", "pairing", p, p >= P_MIN and other <= LINE_TOL * s.n_lines, P_MIN,
                      f"p >= {P_MIN:g}, off the plan <= {LINE_TOL:g}",
                      f"3+3 charges in D = {D}, {gap:.3g} apart (8x the width of a single pair's lines), "

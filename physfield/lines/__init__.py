@@ -13,14 +13,15 @@ input's dtype and device. This package never imports torch.
   :class:`Crossings`);
 - :mod:`~physfield.lines.starts`: flux-weighted starts on spheres around charges
   (:func:`sphere_starts`);
-- :mod:`~physfield.lines.rk`: the Runge-Kutta steps both followers take (:data:`METHODS`).
+- :mod:`~physfield.lines.rk`: the Runge-Kutta steps both followers take (:data:`METHODS`: the
+  fixed steps :data:`FIXED` and, in ``z``, the embedded pairs :data:`PAIRS` with adaptive steps).
 """
 
 from .arc import ARRIVED, HALVINGS, LEAKED, LOST, REVERSED, STATUS, ArcLines, Ends, follow_arc, nearest_sq, straightness
 from .crossings import Crossings, net_crossings
-from .rk import METHODS
+from .rk import FIXED, METHODS, PAIRS
 from .starts import Starts, sphere_starts
 from .zfollow import ZLines, follow_z
 
 __all__ = ["follow_z", "ZLines", "follow_arc", "Ends", "ArcLines", "STATUS", "ARRIVED", "LEAKED", "REVERSED", "LOST",
-           "HALVINGS", "nearest_sq", "straightness", "net_crossings", "Crossings", "sphere_starts", "Starts", "METHODS"]
+           "HALVINGS", "nearest_sq", "straightness", "net_crossings", "Crossings", "sphere_starts", "Starts", "METHODS", "FIXED", "PAIRS"]

@@ -46,7 +46,7 @@ from array_api_compat import device as array_device
 
 from ..validate import finite_number, positive_int
 from .crossings import Crossings, cut, net, no_crossings, step_crossings
-from .rk import advance, check_method
+from .rk import FIXED, advance, check_method
 
 STATUS = ("arrived", "leaked", "reversed", "lost")
 ARRIVED, LEAKED, REVERSED, LOST = range(len(STATUS))
@@ -120,6 +120,8 @@ class ArcLines(NamedTuple):
         frozen); ``None`` unless ``keep``.
     events : physfield.lines.Crossings, optional
         Every crossing of a plane (:class:`Crossings`); ``None`` (the default) unless ``record``.
+    evaluations : int
+        The calls of ``direction`` (each on the lines still active, retried half steps included).
     """
 
     status: Any
@@ -131,6 +133,7 @@ class ArcLines(NamedTuple):
     crossings: Any
     path: list | None
     events: Any = None
+    evaluations: int = 0
 
 
 def nearest_sq(x, targets, xp=None):
@@ -246,6 +249,7 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
     max_steps : int
         Lines still active after this many steps are lost.
     method : {"euler", "heun", "rk4"}
+        A fixed-step method (:mod:`physfield.lines.rk`).
     keep : bool
         Also return all lines' points after every step (ended lines frozen).
     planes : sequence or array (Q,), optional
@@ -260,7 +264,7 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
     ArcLines
         ``(status, end, turned, length, chord, steps, crossings, path, events)``.
     """
-    check_method(method)
+    check_method(method, tuple(FIXED))
     max_steps = positive_int("max_steps", max_steps)
     if not callable(h):
         h = finite_number("h", h, 0.0, strict=True)
@@ -290,12 +294,18 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
     path = [xp.asarray(p, copy=True)] if keep else None
     events = [] if record else None
     line_ids = xp.arange(n, device=dev)
+    calls = [0]
+
+    def counted(q):
+        calls[0] += 1
+        return direction(q)
+
     for _ in range(max_steps):
         active = status < 0
         if not bool(xp.any(active)):
             break
         old = p[active, ...]
-        new, stalled, neg = _arc_step(direction, old, _step_sizes(h, old, xp), method, xp)
+        new, stalled, neg = _arc_step(counted, old, _step_sizes(h, old, xp), method, xp)
         s, new = _judge(old, new, stalled, ends, targets, centre, xp)
         if zq is not None:
             crossings = crossings + net(old[:, 0], new[:, 0], zq, xp)
@@ -315,7 +325,7 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
     if record:
         events = Crossings(*(xp.concat([e[k] for e in events]) if events else empty
                              for k, empty in enumerate(no_crossings(p, xp))))
-    return ArcLines(status, p, turned, length, chord, steps, crossings, path, events)
+    return ArcLines(status, p, turned, length, chord, steps, crossings, path, events, calls[0])
 
 
 def straightness(length, chord, mask=None):

@@ -191,15 +191,22 @@ def generate(run, n, out, engine, *, shard_points=None, copy=False, resume=False
     bar = progress_bar(n, f"targets ({engine.workers} workers)", "pt", initial=n - sum(s.stop - s.start for s in todo),
                        enabled=progress)
 
+    kept = list(done)
+
     def finished(shard, result):
         for key, seconds in result.timings.items():
             timings[key] = timings.get(key, 0.0) + seconds
+        kept.append(shard)
         bar.update(shard.stop - shard.start)
 
     try:
         engines.run_all(engine, functools.partial(write, run), todo, retries, finished)
     except engines.TaskFailed as exc:
         raise ValueError(f"targets not complete: {exc}; run again with resume to compute the rest") from None
+    except KeyboardInterrupt:  # Ctrl-C: the complete shards stay, and --resume computes only the others
+        points = sum(shard.stop - shard.start for shard in kept)
+        raise KeyboardInterrupt(f"{folder} keeps {len(kept)} of {len(plan)} shards ({points} of {n} points); "
+                                "--resume continues") from None
     finally:
         bar.close()
     t0 = time.perf_counter()

@@ -332,7 +332,7 @@ BROKEN_STEPS = 400  # steps a line may take in the broken-field tests
     (WrongProfile(L=6.0, d=0.5), {"transport_pair"}),
     (FlippedS(L=6.0, d=0.5), {"lines_arrived", "divergence"}),
     (UniformWeights(L=6.0), {"superposition", "pairing"}),
-    (Blurred(L=6.0), {"lines_arrived", "gauss"}),
+    (Blurred(L=6.0), {"lines_arrived", "gauss", "pairing"}),
     (broken(physfield.CoulombField, stronger)(L=6.0), {"gauss"}),
     (broken(physfield.CoulombField, sheared)(L=6.0), {"divergence"}),
 ], ids=["stronger", "leaking", "sheared", "reversing", "wrong-profile", "flipped-s", "uniform-weights", "blurred",
@@ -347,6 +347,9 @@ def test_broken_field_fails_its_property(field, failing):
     A, B = data.sample("gaussian", 48, seed=1), data.sample("8gaussians", 48, seed=2)
     rows, _ = property_report.measure(field, A, B, "paired", "auto", 0, max_steps=BROKEN_STEPS, only=failing)
     assert {r["name"]: r["status"] for r in rows} == dict.fromkeys(failing, "fail")
+    if isinstance(field, Blurred):  # no line ends on the plan: p = 0, not the chi-square's 1 of empty counts
+        (pairing,) = [r for r in rows if r["name"] == "pairing"]
+        assert pairing["counts"] == [0] * 5 and pairing["value"] == 0
     if isinstance(field, (WrongProfile, FlippedS, UniformWeights)):
         assert exact_failures(type(field).__mro__[1], field.d) == set()
 

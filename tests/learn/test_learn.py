@@ -1,6 +1,7 @@
 """learn: batches, integrators, metrics, train -> sample -> eval end to end, resume, bad input."""
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -114,7 +115,8 @@ def test_velocity_is_per_unit_of_z_over_L(L):
     """A velocity network answers dx/dt, t = z / L: a constant v moves every line by v (L - z0) / L."""
     x0 = torch.tensor([[0.5, -1.0], [2.0, 3.0]], dtype=torch.float64)
     v = [1.5, -2.0]
-    x, bad, _ = lines.follow_z(slope.slope_fn(Constant(v), "velocity", L=L), x0, 0.25, L, 7, "heun")
+    res = lines.follow_z(slope.slope_fn(Constant(v), "velocity", L=L), x0, 0.25, L, 7, "heun")
+    x, bad = res.x, res.bad
     np.testing.assert_allclose(x.numpy(), x0.numpy() + np.array(v) * (L - 0.25) / L, atol=1e-12)
     assert int(bad.sum()) == 0
 
@@ -130,7 +132,8 @@ class Reversing(torch.nn.Module):
 @pytest.mark.parametrize("method, stages", [("euler", 1), ("heun", 2), ("rk4", 4)])
 def test_nonpositive_fz_is_counted_and_skipped(method, stages):
     x0 = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [-2.0, 3.0]])
-    x, bad, path = lines.follow_z(slope.slope_fn(Reversing(), "direction"), x0, 0.0, 2.0, 8, method, keep=True)
+    res = lines.follow_z(slope.slope_fn(Reversing(), "direction"), x0, 0.0, 2.0, 8, method, keep=True)
+    x, bad, path = res.x, res.bad, res.path
     assert torch.isfinite(x).all()
     assert bad.tolist() == [8 * stages, 0, 8 * stages]
     np.testing.assert_allclose(x.numpy(), [[-1.0, 0.0], [3.0, 0.0], [-2.0, 3.0]], atol=1e-6)
@@ -320,7 +323,11 @@ def test_a_user_network_runs_through_the_commands(caches, tmp_path, monkeypatch)
     r = invoke("sample", "--checkpoint", "run", "--n", 20, "--steps", 5, "-o", "new/folder/s.npy")
     assert r.exit_code == 0, r.output  # a missing output folder is created
     assert np.load("new/folder/s.npy").shape == (20, 2)
-    assert "sample: 5/5 steps (100%)" in r.output, r.output
+    assert "sample: 100%, " in r.output and "rk4 with 5 steps, 20 evaluations" in r.output, r.output
+    r = invoke("sample", "--checkpoint", "run", "--n", 20, "--method", "dopri5", "--rtol", 1e-3, "--atol", 1e-3,
+               "-o", "s.npy")
+    assert r.exit_code == 0 and re.search(r"dopri5 with \d+ steps \(\d+ rejected; rtol 0.001, atol 0.001\), \d+ "
+                                          r"evaluations", r.output), r.output
     assert "is not a learn.models.Net subclass" in one_line_error(
         invoke("train", "--targets", caches["toy"], "--out", "r2", "--net", "mynets:nn"))
 
@@ -424,10 +431,10 @@ def test_steep_slopes_are_capped_and_counted():
             return f
 
     x = torch.zeros(4, 2)
-    end, bad, _ = integrate(slope_fn(Flat(), "direction", limit=3.0), x, 0.0, 2.0, 10, "euler")
+    end, bad = integrate(slope_fn(Flat(), "direction", limit=3.0), x, 0.0, 2.0, 10, "euler")[:2]
     assert torch.allclose(end[:, 0], torch.full((4,), 6.0)) and torch.all(end[:, 1] == 0)
     assert bad.tolist() == [10] * 4
-    free, bad, _ = integrate(slope_fn(Flat(), "direction"), x, 0.0, 2.0, 10, "euler")
+    free, bad = integrate(slope_fn(Flat(), "direction"), x, 0.0, 2.0, 10, "euler")[:2]
     assert torch.allclose(free[:, 0], torch.full((4,), 2e6)) and bad.sum() == 0
 
 

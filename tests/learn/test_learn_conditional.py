@@ -189,6 +189,44 @@ def test_log_prob_of_an_affine_map_is_the_gaussians(D):
     assert 1e-6 < np.max(np.abs(euler.logp - expected)) < 0.5
 
 
+@pytest.mark.parametrize("kind,shape", [("mlp", None), ("unet", (1, 4, 4))])
+def test_batched_divergence_equals_the_per_coordinate_loop(kind, shape, monkeypatch):
+    """The exact divergence and Hutchinson's estimates from one batched backward pass equal the
+    reference's one pass per vector, for a guided conditional net (MLP and UNet), also when the
+    vectors are cut into several passes."""
+    from learn import logprob
+    from learn.slope import slope_fn
+
+    D = 16
+    torch.manual_seed(0)
+    net = models.build(models.spec(D, D, 6.0, 16, 2, 8, shape=shape, n_classes=3, kind=kind)).double()
+    y = torch.tensor([0, 1, 2, 1, 0, 2, 2])
+    slope = slope_fn(guidance.conditioned(net, y, 0.5), "velocity", None, 6.0)
+    x = torch.randn(7, D, dtype=torch.float64, requires_grad=True)
+    s, _ = slope(2.0, x)
+    probes = (torch.randint(0, 2, (5, 7, D), generator=torch.Generator().manual_seed(1)) * 2 - 1).double()
+    for e in (None, probes):
+        want = logprob.divergence_loop(s, x, e)
+        assert want.shape == (7, 1 if e is None else 5)
+        for rows in (logprob.BATCH_ROWS, 7 * 3):  # all vectors at once, or three at a time
+            monkeypatch.setattr(logprob, "BATCH_ROWS", rows)
+            assert torch.allclose(logprob.divergence(s, x, e), want, rtol=1e-12, atol=1e-12)
+
+
+def test_log_prob_with_adaptive_steps_and_in_float32():
+    """dopri5 reaches the affine map's exact log-density within its tolerance in fewer evaluations
+    than RK4 on 60 steps; float32 stays within 1e-3 of it."""
+    net, run, x, expected = affine_case(3)
+    rk4 = log_prob(net, run, x, steps=60)
+    adaptive = log_prob(net, run, x, method="dopri5", rtol=1e-8, atol=1e-8)
+    assert np.max(np.abs(adaptive.logp - expected)) < 1e-6
+    assert rk4.evaluations == 240 and adaptive.evaluations < rk4.evaluations / 2
+    single = log_prob(net, run, x, steps=60, precision="float32")
+    assert 1e-9 < np.max(np.abs(single.logp - expected)) < 1e-3
+    with pytest.raises(ValueError, match="precision"):
+        log_prob(net, run, x, precision="float16")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_log_prob_leaves_the_callers_model_as_it_was(dtype):
     """``log_prob`` integrates in float64 on a copy: the caller's net keeps its dtype and weights."""

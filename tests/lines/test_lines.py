@@ -133,11 +133,17 @@ def test_follow_z_constant_slope_moves_x_by_v_dz(v, z0, span, steps, method):
         x0 = np.arange(2 * len(v), dtype=np.float64).reshape(2, len(v))
         vel = lib(v)
         slope = lambda z, x, vel=vel: (x * 0 + vel, x[:, 0] != x[:, 0])
-        x, bad, path = pl.follow_z(slope, lib(x0), z0, z0 + span, steps, method, keep=True)
-        assert np.allclose(lib.np(x), x0 + np.array(v) * span, rtol=1e-12, atol=1e-12)
-        assert lib.np(bad).tolist() == [0, 0]
-        assert len(path) == steps + 1
-        assert np.allclose([lib.np(q)[0, 0] for q in path], np.linspace(z0, z0 + span, steps + 1))
+        res = pl.follow_z(slope, lib(x0), z0, z0 + span, steps, method, keep=True)
+        assert np.allclose(lib.np(res.x), x0 + np.array(v) * span, rtol=1e-12, atol=1e-12)
+        assert lib.np(res.bad).tolist() == [0, 0]
+        levels = [lib.np(q)[0, 0] for q in res.path]
+        assert len(levels) == res.steps + 1 and levels[0] == z0 and levels[-1] == z0 + span
+        if method in pl.FIXED:
+            assert res.steps == steps and res.evaluations == steps * pl.FIXED[method]
+            assert np.allclose(levels, np.linspace(z0, z0 + span, steps + 1))
+        else:  # exact steps: no rejection, each step 5 times the last, the last cut at z1
+            assert res.rejected == 0 and res.steps <= steps and np.all(np.diff(levels) * span >= 0)
+            assert res.evaluations == 1 + res.steps * pl.PAIRS[method].evaluations
 
 
 def test_follow_z_exp_and_order_of_each_method(lib):
@@ -152,12 +158,72 @@ def test_follow_z_exp_and_order_of_each_method(lib):
         assert math.log2(err(method, 16) / err(method, 32)) == pytest.approx(order, abs=0.15), method
 
 
-@pytest.mark.parametrize("method,stages", [("euler", 1), ("heun", 2), ("rk4", 4)])
-def test_follow_z_counts_bad_stages_per_line(lib, method, stages):
+@pytest.mark.parametrize("method", pl.METHODS)
+def test_follow_z_counts_bad_stages_per_line(lib, method):
+    """Every evaluation of a step kept is counted once (no step is rejected here)."""
     slope = lambda z, x: (x * 0, x[:, 0] > 0)  # bad wherever x > 0 (and x never moves)
     res = pl.follow_z(slope, lib([[-1.0], [1.0], [2.0]]), 0.0, 1.0, 5, method)
-    assert lib.np(res.bad).tolist() == [0, 5 * stages, 5 * stages]
-    assert res.path is None
+    assert lib.np(res.bad).tolist() == [0, res.evaluations, res.evaluations]
+    assert res.rejected == 0 and res.path is None
+
+
+def rotation(z, x):
+    """``dx/dz = (x_2, -x_1)``: ``x(z) = R(z) x(0)``, ``R`` the rotation by ``-z``."""
+    return x[:, ::-1] * np.array([1.0, -1.0]), np.zeros(len(x), dtype=bool)
+
+
+def rotated(x0, z):
+    c, s = np.cos(z), np.sin(z)
+    return np.column_stack([c * x0[:, 0] + s * x0[:, 1], -s * x0[:, 0] + c * x0[:, 1]])
+
+
+@pytest.mark.parametrize("method", list(pl.PAIRS))
+def test_adaptive_steps_reach_the_tolerance_in_fewer_evaluations_than_rk4(method):
+    """Lines with a closed form (a rotation over two turns): the error of the adaptive lines
+    follows ``rtol`` down, within a small factor of it, and fixed RK4 needs more evaluations than
+    dopri5 for the same error (bs32, of order 3, needs more than RK4 on lines this smooth)."""
+    x0 = np.random.default_rng(0).normal(size=(8, 2))
+    exact = rotated(x0, 4 * np.pi)
+    for rtol in (1e-4, 1e-6, 1e-8):
+        res = pl.follow_z(rotation, x0, 0.0, 4 * np.pi, 4, method, rtol=rtol, atol=rtol)
+        err = np.abs(res.x - exact).max() / np.abs(exact).max()
+        assert rtol / 1e3 < err < 30 * rtol, (rtol, err)
+        rk4 = next(n for n in (2 ** k for k in range(3, 16))
+                   if np.abs(pl.follow_z(rotation, x0, 0.0, 4 * np.pi, n, "rk4").x - exact).max() <= err * np.abs(exact).max())
+        if method == "dopri5":
+            assert res.evaluations < 4 * rk4, (rtol, res.evaluations, 4 * rk4)
+
+
+@pytest.mark.parametrize("method", list(pl.PAIRS))
+def test_embedded_pairs_error_estimate_has_the_order_of_the_lower_solution(method):
+    """One step from ``x`` of ``dx/dz = x``: the kept solution's local error shrinks as
+    ``h^(p+1)``, the error estimate as ``h^p`` and equals the lower-order solution's error to
+    leading order (a wrong coefficient of the pair breaks one of these)."""
+    from physfield.lines.rk import embedded_step
+
+    pair = pl.PAIRS[method]
+    rate = lambda dz, y: y
+    y = np.array([[1.0]])
+
+    def one(h):
+        new, est, _ = embedded_step(rate, y, h, pair, rate(0.0, y))
+        return abs(new[0, 0] - math.exp(h)), est[0, 0], math.exp(h) - (new[0, 0] - est[0, 0])
+
+    (e1, est1, _), (e2, est2, _) = one(0.2), one(0.1)
+    assert math.log2(e1 / e2) == pytest.approx(pair.order + 1, abs=0.3)
+    assert math.log2(est1 / est2) == pytest.approx(pair.order, abs=0.3)
+    _, est, low = one(0.01)
+    assert est == pytest.approx(low, rel=0.05)
+
+
+def test_adaptive_steps_refuse_zero_tolerances_and_give_up_after_the_step_cap(monkeypatch):
+    from physfield.lines import zfollow
+
+    with pytest.raises(ValueError, match="rtol and atol"):
+        pl.follow_z(rotation, np.ones((1, 2)), 0.0, 1.0, 4, "dopri5", rtol=0.0, atol=0.0)
+    monkeypatch.setattr(zfollow, "MAX_ADAPTIVE_STEPS", 5)
+    with pytest.raises(ValueError, match="took 5 steps"):
+        pl.follow_z(rotation, np.ones((1, 2)), 0.0, 100.0, 4, "dopri5", rtol=1e-10, atol=1e-10)
 
 
 def test_follow_z_keeps_dtype_and_numpy_torch_agree():
@@ -172,7 +238,7 @@ def test_follow_z_keeps_dtype_and_numpy_torch_agree():
 # ---- follow_arc ----
 
 @given(n=st.integers(1, 5), D=st.integers(1, 3), z0=st.floats(-0.5, 0.2), L=st.floats(1, 4),
-       h=st.floats(0.05, 0.5), method=st.sampled_from(pl.METHODS), seed=st.integers(0, 99))
+       h=st.floats(0.05, 0.5), method=st.sampled_from(list(pl.FIXED)), seed=st.integers(0, 99))
 def test_uniform_field_lines_arrive_straight_and_cross_every_plane_once(n, D, z0, L, h, method, seed):
     """Starts below the source plate (z0 < 0) move forwards and are not reversed."""
     x = np.random.default_rng(seed).normal(size=(n, D))
@@ -263,7 +329,7 @@ def test_reversed_only_by_a_backward_step_to_behind(lib):
 
 
 @pytest.mark.parametrize("fill", [0.0, float("nan")])
-@pytest.mark.parametrize("method", pl.METHODS)
+@pytest.mark.parametrize("method", list(pl.FIXED))
 def test_no_direction_is_lost_where_the_line_was(lib, fill, method):
     """A line with no direction where it is ends lost, there; one whose later stages only lack a
     direction takes an Euler step instead (it is not lost short of the null region)."""

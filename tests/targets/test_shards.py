@@ -135,6 +135,32 @@ def test_resume_recomputes_only_missing_or_incomplete_shards(tmp_path):
     assert_same_datasets(out, tmp_path / "one200.h5")
 
 
+def test_ctrl_c_keeps_the_complete_shards_says_how_many_and_resume_computes_the_rest(tmp_path, monkeypatch):
+    """Ctrl-C during shard 2 of 5: one line naming the shards and points kept (what
+    ``physfield targets`` prints after ``Interrupted:``), those shards on disk, no cache and no
+    temporary file, and --resume computes the other shards only."""
+    out, write = tmp_path / "c.h5", shards.write
+
+    def interrupted_at_shard_2(run, shard):
+        if shard.index == 2:
+            raise KeyboardInterrupt
+        return write(run, shard)
+
+    monkeypatch.setattr(shards, "write", interrupted_at_shard_2)
+    with pytest.raises(KeyboardInterrupt) as info:
+        generate(STRONG, "gaussian:3", "gaussian:3", 150, out, engine=engines.Local(), shard_points=32, **KW)
+    folder = tmp_path / "c.h5.shards"
+    assert str(info.value) == f"{folder} keeps 2 of 5 shards (64 of 150 points); --resume continues"
+    assert sorted(p.name for p in folder.iterdir()) == ["shard-000000.h5", "shard-000001.h5"]
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+    monkeypatch.setattr(shards, "write", write)
+    result = generate(STRONG, "gaussian:3", "gaussian:3", 150, out, engine=engines.Local(), shard_points=32,
+                      resume=True, **KW)
+    assert result.new == 150 - 64
+    generate(STRONG, "gaussian:3", "gaussian:3", 150, tmp_path / "one.h5", **KW)
+    assert_same_datasets(out, tmp_path / "one.h5")
+
+
 def test_resume_refuses_a_cache_of_another_run_and_existing_output_needs_a_flag(tmp_path):
     out = tmp_path / "c.h5"
     generate(STRONG, "gaussian", "moons", 64, out, engine=engines.Local(), shard_points=32, **KW)
