@@ -16,7 +16,7 @@ For every pair ``SOURCE:TARGET``, plate distance ``L`` and seed ``S`` it runs, a
 with ``--targets-args`` / ``--train-args`` appended (for sweeps of a setting). The ``CFM`` row is
 torchcfm's ``ConditionalFlowMatcher`` (sigma 0) on the same MLP, optimiser, steps and batch
 (``bench/bench_learn.py``'s ``fm_train``: fresh source and target draws every step), sampled by
-100 Euler steps from 2000 draws of ``SOURCE`` and scored by the same ``learn eval`` command. CFM has
+100 RK4 steps (``learn sample``'s default) from 2000 draws of ``SOURCE`` and scored by the same ``learn eval`` command. CFM has
 no ``L``, so it runs once per pair and seed. torchcfm: ``pip install --no-deps torchcfm``.
 
 Prints one line per run and a table: each score per seed, its mean and its ratio to CFM's: W2;
@@ -100,7 +100,7 @@ def cfm(source, target, seed, args, work):
     model, _ = fm_train(cfg, source, target, D, "CFM", 0.0)
     x0 = data.sample(source, args.n, seed=[seed, 1], dim=D)
     samples = work / "cfm.npy"
-    np.save(samples, fm_sample(model, x0, 100))
+    np.save(samples, fm_sample(model, x0, 100))  # follow_z's RK4, as learn sample
     return scores(samples, target, args.n)
 
 

@@ -6,7 +6,7 @@
 
 Every row trains the same ``learn.models.MLP`` (``--hidden``, ``--depth``, ``--emb``) for the same
 ``--steps`` on batches of ``--batch`` with the same optimiser (Adam, ``lr``, linear warm-up, gradient
-clipping, EMA with ``learn.train``'s ramp), samples ``--n`` points with ``--sampler-steps`` Euler
+clipping, EMA with ``learn.train``'s ramp), samples ``--n`` points with ``--sampler-steps`` RK4
 steps from the EMA weights and is scored against ``--n`` fresh reference draws
 (``learn.evaluate.evaluate``: exact W2 by POT; MMD with the fixed bandwidths ``m/4, m/2, m``,
 ``m`` the median pairwise distance of the reference, so every row is scored by the same kernel).
@@ -27,7 +27,7 @@ Rows (``--rows``):
   ``ExactOptimalTransportConditionalFlowMatcher`` (``--fm-sigma``): fresh source/target batches
   every step, the MLP regresses ``u_t`` at ``(t, x_t)`` with ``t`` fed in the ``z`` column
   (``L = 1``, so the embedding sees the same ``t = z / L``), sampled by ``physfield.lines.follow_z``
-  with the same Euler steps from ``t = 0`` to 1.
+  with the same RK4 steps from ``t = 0`` to 1.
 
 ``cache s`` is the target generation (IFM/EFM only), ``train s`` the optimisation alone. For
 digits (``--digits``): ``gaussian:64 -> digits`` and ``digits:2 -> digits:3`` (strong field
@@ -208,7 +208,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     cmd = " ".join(["python bench/bench_learn.py", *os.sys.argv[1:]])
     print(f"command: `{cmd}`\n\nbudget: {args.steps} steps x batch {args.batch}, MLP {args.hidden}x{args.depth} "
-          f"(emb {args.emb}), lr {args.lr}, EMA 0.999, {args.sampler_steps} Euler steps, {args.n} samples vs "
+          f"(emb {args.emb}), lr {args.lr}, EMA 0.999, {args.sampler_steps} RK4 steps, {args.n} samples vs "
           f"{args.n} reference draws; strong L={args.L:g} sigma0={args.sigma0:g} d={'L/2' if args.d_half else f'{args.d:g}'} lambda={args.lam:g}; "
           f"{args.target} target; torchcfm sigma={args.fm_sigma:g}; {args.weights} weights; torch {torch.__version__}, "
           f"{args.threads} thread(s); {os.cpu_count()} CPUs {platform.processor() or platform.machine()}\n",
