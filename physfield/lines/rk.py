@@ -9,7 +9,7 @@ Fixed steps. One step of ``dy/dt = rate(dt, y)`` of length ``h`` (``dt`` the sta
 
 Adaptive steps. An embedded pair (:class:`Pair`) takes the stages ``k_i = rate(c_i h, y + h
 sum_j a_ij k_j)`` and from them two solutions, ``y + h sum_i b_i k_i`` of order ``p`` (kept) and
-one of order ``p - 1`` whose difference ``h sum_i e_i k_i`` estimates the step's error:
+one of order ``p - 1`` whose difference ``h sum_i e_i k_i`` estimates the step's error::
 
     bs32:    Bogacki and Shampine's 3(2) pair, 4 stages, 3 evaluations per step (the last stage
              is the next step's first);
