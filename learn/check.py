@@ -82,7 +82,8 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
         measured. The ``transport_w2`` row is there only when at least two lines arrived.
     stats : dict
         The share of lines of every status of :data:`physfield.lines.STATUS`, ``turned`` (the
-        share that met ``f_z <= 0``) and ``n``.
+        share that met ``f_z <= 0``), ``n`` and ``evaluations`` (the net's, each on the lines
+        still going).
     """
     D, L, eps, field, target = run.D, run.L, run.eps, run.field, run.regression
     x0 = pdata.sample(run.targets.source, n, seed=seed, dim=D)
@@ -104,7 +105,7 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     off = float(np.mean(~arrived | (tree.query(end)[0] > spacing)))
     exact_off = float(np.mean(tree.query(pdata.sample(run.targets.target, n, seed=2, dim=D))[0] > spacing))
     turned = float(res.turned.float().mean())
-    how = f"{n} learned lines from P, {method} in arc length, step (L - eps)/{steps}"
+    how = f"{n} learned lines from P, {method} in arc length, step (L - eps)/{steps}, {res.evaluations} evaluations"
     rows = [
         ("lines_turned", "forward", turned, turned <= LINE_TOL, f"<= {LINE_TOL}",
          f"{how}: share meeting f_z <= 0" + (f" (a {target.name} net: f_z = 1 by construction)"
@@ -130,4 +131,4 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     out.append({"name": "lines_off_q", "property": "-", "value": off, "claim": "-", "status": "measured",
                 "method": f"share not ending within {spacing:.3g} of a draw of Q (its {OFF_Q_QUANTILE:.0%} "
                           f"nearest-neighbour spacing); a fresh sample of Q (the exact field's ends): {exact_off:.3g}"})
-    return out, {**share, "turned": turned, "n": n}
+    return out, {**share, "turned": turned, "n": n, "evaluations": res.evaluations}

@@ -203,7 +203,7 @@ def line_rows(s):
     open_ = open_planes(s.L, s.geometry.r0)
     net = res.crossings[:len(PLANES)][open_] / n
     how = (f"{n} lines from flux-weighted starts on spheres r0={s.geometry.r0:.2g} around the sources, RK4 in "
-           "arc length")
+           f"arc length, {res.evaluations} evaluations")
     skipped = f"; {np.sum(~open_)} inside the spheres skipped" if not open_.all() else ""
     return [
         make_row(s, "lines_arrived", "endpoints", 1 - share["arrived"], 1 - share["arrived"] <= LINE_TOL, LINE_TOL,

@@ -21,7 +21,8 @@ Statistics (``stats``): the four shares and ``turned``; ``straightness``, the me
 chord of the arrived lines; ``flux_error``, ``max_q |net crossings of plane z_q / n - 1|`` over
 ``planes`` evenly spaced planes (a backward crossing counts ``-1``: a flux-conserving field whose
 lines all run from ``P`` to ``Q`` gives 0); ``w2``, the exact ``W2`` between the arrived lines'
-end points and the sinks; ``seconds``.
+end points and the sinks; ``evaluations``, the calls of the field's ``direction`` (each on the
+lines still going: RK4 takes 4 a step); ``seconds``.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
     -------
     TraceResult
         ``stats``: n_lines, arrived, reversed, leaked, lost, turned, straightness, flux_error,
-        w2, r0, h_max, seconds.
+        w2, r0, h_max, evaluations, seconds.
     """
     sources, sinks = validate.charges(sources, sinks)
     if int(n_lines) < 1:
@@ -198,6 +199,7 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
         "w2": w2(res.end[arrived, 1:], B) if arrived.any() else float("nan"),
         "r0": geometry.r0,
         "h_max": geometry.h_max,
+        "evaluations": res.evaluations,
         "seconds": time.perf_counter() - t0,
     }
     return TraceResult(endpoints=res.end, starts=starts.points, flags=flags, stats=stats, source=starts.centre,
@@ -245,8 +247,8 @@ def sweep(specs, Ls, sources, sinks, params=None, **options):
 
 def table(results):
     """Aligned text table of :func:`sweep`'s results: one row per (field, L), the columns of
-    :data:`TABLE_STATS` and the seconds taken."""
-    head = ("field", "L", *TABLE_STATS, "seconds")
+    :data:`TABLE_STATS`, the field's evaluations and the seconds taken."""
+    head = ("field", "L", *TABLE_STATS, "evaluations", "seconds")
     rows = [{"field": field.spec(), "L": field.L, **res.stats} for field, res in results]
     cells = [head] + [tuple(f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k]) for k in head) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]

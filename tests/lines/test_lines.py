@@ -258,7 +258,10 @@ def test_uniform_field_lines_arrive_straight_and_cross_every_plane_once(n, D, z0
 
 
 def test_line_that_comes_within_the_radius_of_a_sink_arrives_there(lib):
-    res = pl.follow_arc(uniform, lib([[0.0, 0.0]]), ends(lib, 2.0, [[0.0]], 0.3), 0.05, 100)
+    calls = []
+    counted = lambda p: calls.append(1) or uniform(p)
+    res = pl.follow_arc(counted, lib([[0.0, 0.0]]), ends(lib, 2.0, [[0.0]], 0.3), 0.05, 100)
+    assert res.evaluations == len(calls) == 4 * int(lib.np(res.steps)[0])  # RK4, no halving
     end = lib.np(res.end)[0]
     assert status_names(res) == ["arrived"]
     assert 2.0 - 0.3 - 0.05 < end[0] <= 2.0 - 0.3 + 1e-12

@@ -35,6 +35,7 @@ def test_paired_lines_end_at_their_own_sink():
     res = pf.trace(pf.StrongField(L=6, sigma0=0.5, d=1.0), A, B, plan="paired", n_lines=60, seed=1)
     sink = np.argmin(np.linalg.norm(res.endpoints[:, None, 1:] - B[None], axis=2), axis=1)
     assert res.stats["arrived"] == 1 and np.array_equal(sink, res.source)
+    assert res.stats["evaluations"] >= 4 * int(res.lines.steps.max())  # RK4: 4 a step of the longest line
 
 
 def test_strong_endpoints_are_the_sinks():
