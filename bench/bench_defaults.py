@@ -16,8 +16,8 @@ For every pair ``SOURCE:TARGET``, plate distance ``L`` and seed ``S`` it runs, a
 with ``--targets-args`` / ``--train-args`` appended (for sweeps of a setting). The ``CFM`` row is
 torchcfm's ``ConditionalFlowMatcher`` (sigma 0) on the same MLP, optimiser, steps and batch
 (``bench/bench_learn.py``'s ``fm_train``: fresh source and target draws every step), sampled by
-100 RK4 steps (``learn sample``'s default) from 2000 draws of ``SOURCE`` and scored by the same ``learn eval`` command. CFM has
-no ``L``, so it runs once per pair and seed. torchcfm: ``pip install --no-deps torchcfm``.
+100 RK4 steps (``learn sample``'s default) from 2000 draws of ``SOURCE`` and scored by the same
+``learn eval`` command. CFM has no ``L``, so it runs once per pair and seed. torchcfm: ``pip install --no-deps torchcfm``.
 
 Prints one line per run and a table: each score per seed, its mean and its ratio to CFM's: W2;
 for digits also the Frechet distance ``fd`` in ``learn.classifier``'s features and the share of

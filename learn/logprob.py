@@ -13,13 +13,14 @@ line back from ``z = L`` to ``z = eps``::
     log q(x) = log p_P(x(eps)) - int_eps^L div_x s(z, x(z)) dz
 
 integrated together with ``x(z)`` by :func:`physfield.lines.follow_z` (RK4 by default, or
-adaptive steps whose tolerances then cover ``I`` too) on the state ``(x, I)``, ``dI/dz = div_x s``. ``log p_P`` is the source's closed-form density
+adaptive steps whose tolerances then cover ``I`` too) on the state ``(x, I)``,
+``dI/dz = div_x s``. ``log p_P`` is the source's closed-form density
 (:func:`physfield.data.log_density`: ``gaussian``, ``8gaussians``, ``mixture``).
 
 The divergence is exact (the trace of the Jacobian, its ``D`` rows from one backward pass
-batched over the basis vectors, :func:`divergence`) up to ``EXACT_MAX_D`` dimensions; beyond it Hutchinson's estimator ``div s ~ mean_k e_k^T (ds/dx) e_k`` with ``probes``
-Rademacher vectors ``e_k`` held fixed along each line (FFJORD, Grathwohl et al., ICLR 2019); each
-probe gives an unbiased estimate of ``log q(x)``, and their standard error over the probes is
+batched over the basis vectors, :func:`divergence`) up to ``EXACT_MAX_D`` dimensions; beyond it
+Hutchinson's estimator ``div s ~ mean_k e_k^T (ds/dx) e_k`` with ``probes`` Rademacher vectors
+``e_k`` held fixed along each line (FFJORD, Grathwohl et al., ICLR 2019); each probe gives an unbiased estimate of ``log q(x)``, and their standard error over the probes is
 reported per point as the estimate's spread.
 
 The slope is the sampler's (:func:`learn.slope.slope_fn`, without the steepness cap, which
@@ -148,7 +149,7 @@ def divergence_loop(s, x, probes=None):
                         for e in probes], dim=1)
 
 
-def divergence_slope(slope, D, probes=None, div=divergence):
+def divergence_slope(slope, D, probes=None):
     """The slope of the augmented state ``y = (x, I_1..I_K)`` for :func:`physfield.lines.follow_z`:
     ``(s(z, x), div_x s)``, the divergence exact (one column) or one Hutchinson estimate per probe
     (``K`` columns).
@@ -160,9 +161,7 @@ def divergence_slope(slope, D, probes=None, div=divergence):
     D : int
         The data dimension: the first ``D`` columns of ``y`` are ``x``.
     probes : torch.Tensor, shape (K, n, D), optional
-        Rademacher vectors, one set per probe; ``None``: the exact divergence.
-    div : callable
-        How the divergence is taken: :func:`divergence` (the default) or :func:`divergence_loop`.
+        Rademacher vectors, one set per probe; ``None``: the exact divergence (:func:`divergence`).
 
     Returns
     -------
@@ -176,7 +175,7 @@ def divergence_slope(slope, D, probes=None, div=divergence):
         with torch.enable_grad():
             x = y[:, :D].detach().requires_grad_(True)
             s, bad = slope(z, x)
-            d = div(s, x, probes)
+            d = divergence(s, x, probes)
         return torch.cat([s.detach(), d.detach()], dim=1), bad
 
     return augmented

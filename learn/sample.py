@@ -83,8 +83,8 @@ class SampleResult:
     stats : dict
         The sampler's settings and counts (module docstring): ``n``, ``method``, ``z0``, ``z1``,
         ``evaluations`` (the network's evaluations on the batch of lines, guidance's second pass
-        not counted) and, in ``z``, ``steps`` (kept), ``rejected``, ``rtol``, ``atol``, ``source``, ``fz_nonpositive`` (stage evaluations with
-        ``f_z <= 0``, a non-finite ``f`` or the slope limit), ``lines_fz_nonpositive`` (lines
+        not counted) and, in ``z``, ``steps`` (kept), ``rejected``, ``rtol``, ``atol``,
+        ``source``, ``fz_nonpositive`` (stage evaluations with ``f_z <= 0``, a non-finite ``f`` or the slope limit), ``lines_fz_nonpositive`` (lines
         affected), ``nonfinite``, ``guidance``, ``labels``; in arc length (``"sampler": "arc"``)
         ``h``, ``max_steps``, ``steps_done``, ``radius``, ``support_centre``, ``support_radius``,
         ``lines_fz_negative`` and the count of every status of ``ARC_STATUS``.
@@ -108,8 +108,8 @@ class SampleResult:
         if s.get("sampler") == "arc":
             counts = ", ".join(f"{s[k]} {k}" for k in ARC_STATUS)
             text = (f"{s['n']} lines in arc length, {s['method']} with step {s['h']:.3g} (cap {s['max_steps']} "
-                    f"steps, {s['evaluations']} evaluations) from z={s['z0']:g}: {counts}; {s['lines_fz_negative']} met f_z < 0; "
-                    f"{len(self.samples)} samples (the arrived lines)")
+                    f"steps, {s['evaluations']} evaluations) from z={s['z0']:g}: {counts}; "
+                    f"{s['lines_fz_negative']} met f_z < 0; {len(self.samples)} samples (the arrived lines)")
             if s["arrived"] < s["n"]:
                 text += f"; WARNING: {s['n'] - s['arrived']} of {s['n']} lines did not arrive inside Q's support"
             return text
@@ -266,8 +266,8 @@ def sample(model, run, n, source=None, steps=100, method="rk4", seed=0, trajecto
         The ``z`` grid's steps (default 100; an adaptive method's first trial step is ``(L - eps)
         / steps``); in arc length the step is ``(L - eps) / steps``.
     method : str
-        ``"euler"``, ``"heun"``, ``"rk4"`` (the default: ``learn check``'s too), or in ``z`` the adaptive ``"bs32"`` or
-        ``"dopri5"``.
+        ``"euler"``, ``"heun"``, ``"rk4"`` (the default: ``learn check``'s too), or in ``z`` the
+        adaptive ``"bs32"`` or ``"dopri5"``.
     seed : int
         The seed of the starts' draw (default 0).
     trajectories : bool
@@ -338,7 +338,8 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     status = res.status.cpu().numpy()
     mask = status == lines.ARRIVED
     stats = {"sampler": "arc", "n": len(x0), "method": method, "h": h, "max_steps": max_steps,
-             "steps_done": int(res.steps.max()), "evaluations": res.evaluations, "radius": radius, "support_centre": c.tolist(), "support_radius": r,
+             "steps_done": int(res.steps.max()), "evaluations": res.evaluations, "radius": radius,
+             "support_centre": c.tolist(), "support_radius": r,
              "z0": eps, "z1": L, "lines_fz_negative": int(res.turned.sum())}
     stats.update({k: int((status == i).sum()) for i, k in enumerate(ARC_STATUS)})
     paths = torch.stack(res.path).cpu().numpy() if trajectories else None

@@ -24,4 +24,5 @@ from .starts import Starts, sphere_starts
 from .zfollow import ZLines, follow_z
 
 __all__ = ["follow_z", "ZLines", "follow_arc", "Ends", "ArcLines", "STATUS", "ARRIVED", "LEAKED", "REVERSED", "LOST",
-           "HALVINGS", "nearest_sq", "straightness", "net_crossings", "Crossings", "sphere_starts", "Starts", "METHODS", "FIXED", "PAIRS"]
+           "HALVINGS", "nearest_sq", "straightness", "net_crossings", "Crossings", "sphere_starts", "Starts", "METHODS",
+           "FIXED", "PAIRS"]

@@ -44,9 +44,8 @@ class Pair:
     c : tuple of float
         The stages' offsets in ``t``, in units of ``h``.
     a : tuple of tuple of float
-        Row ``i`` holds the weights ``a_ij`` of stages ``j < i`` in stage ``i``'s point.
-    b : tuple of float
-        The weights of the solution kept (order ``order``); equal to the last row of ``a``.
+        Row ``i`` holds the weights ``a_ij`` of stages ``j < i`` in stage ``i``'s point; the last
+        row holds the weights ``b_i`` of the solution kept (order ``order``).
     e : tuple of float
         The weights of the error estimate: ``b`` minus the weights of the embedded solution.
     order : int
@@ -56,7 +55,6 @@ class Pair:
     name: str
     c: tuple
     a: tuple
-    b: tuple
     e: tuple
     order: int
 
@@ -66,19 +64,20 @@ class Pair:
         return len(self.c) - 1
 
 
-def _pair(name, c, a, b, b_low, order):
-    return Pair(name, c, a, b, tuple(hi - lo for hi, lo in zip(b, b_low)), order)
+def _pair(name, c, a, b_low, order):
+    """The pair whose kept weights are the last row of ``a`` and embedded weights ``b_low``."""
+    b = (*a[-1], 0)
+    return Pair(name, c, a, tuple(hi - lo for hi, lo in zip(b, b_low)), order)
 
 
 BS32 = _pair("bs32", (0, 1 / 2, 3 / 4, 1),
              ((), (1 / 2,), (0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
-             (2 / 9, 1 / 3, 4 / 9, 0), (7 / 24, 1 / 4, 1 / 3, 1 / 8), 3)
+             (7 / 24, 1 / 4, 1 / 3, 1 / 8), 3)
 DOPRI5 = _pair("dopri5", (0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1, 1),
                ((), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
                 (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
                 (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
                 (35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)),
-               (35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0),
                (5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40), 5)
 
 #: the adaptive methods, by name
