@@ -222,7 +222,7 @@ def test_log_prob_with_adaptive_steps_and_in_float32():
     assert np.max(np.abs(adaptive.logp - expected)) < 1e-6
     assert rk4.evaluations == 240 and adaptive.evaluations < rk4.evaluations / 2
     single = log_prob(net, run, x, steps=60, precision="float32")
-    assert 1e-9 < np.max(np.abs(single.logp - expected)) < 1e-3
+    assert 1e-7 < np.max(np.abs(single.logp - expected)) < 1e-3  # float32's rounding (float64's error: 4e-9)
     with pytest.raises(ValueError, match="precision"):
         log_prob(net, run, x, precision="float16")
 

@@ -180,14 +180,16 @@ def rotated(x0, z):
 @pytest.mark.parametrize("method", list(pl.PAIRS))
 def test_adaptive_steps_reach_the_tolerance_in_fewer_evaluations_than_rk4(method):
     """Lines with a closed form (a rotation over two turns): the error of the adaptive lines
-    follows ``rtol`` down, within a small factor of it, and fixed RK4 needs more evaluations than
-    dopri5 for the same error (bs32, of order 3, needs more than RK4 on lines this smooth)."""
+    follows ``rtol`` down, within a small factor of it, the step control rejects few steps (the
+    next step sized from the error's order), and fixed RK4 needs more evaluations than dopri5 for
+    the same error (bs32, of order 3, needs more than RK4 on lines this smooth)."""
     x0 = np.random.default_rng(0).normal(size=(8, 2))
     exact = rotated(x0, 4 * np.pi)
     for rtol in (1e-4, 1e-6, 1e-8):
         res = pl.follow_z(rotation, x0, 0.0, 4 * np.pi, 4, method, rtol=rtol, atol=rtol)
         err = np.abs(res.x - exact).max() / np.abs(exact).max()
         assert rtol / 1e3 < err < 30 * rtol, (rtol, err)
+        assert res.rejected <= 5, (rtol, res.rejected)
         bound = err * np.abs(exact).max()
         rk4 = next(n for n in (2 ** k for k in range(3, 16))
                    if np.abs(pl.follow_z(rotation, x0, 0.0, 4 * np.pi, n, "rk4").x - exact).max() <= bound)
