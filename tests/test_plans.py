@@ -185,7 +185,7 @@ class CountingKernels:
     def pair_layout(self, I, J):
         return I, J
 
-    def pair_softmax(self, t, inv2s2, X, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse, ess):
+    def pair_softmax(self, t, inv2s2, X, A, B, alpha, beta, layout, near, logw, gamma, refine, R, C, lse, ess):
         I, J = layout
         n, N, M, K = len(t), alpha.shape[1], beta.shape[1], len(I)
         assert alpha.shape == R.shape == (n, N) and beta.shape == C.shape == (n, M) and gamma.shape == (K,)
@@ -213,8 +213,8 @@ def test_independent_plan_work_is_nm_plus_n_plus_m_times_d():
         t = rng.uniform(0.1, 0.9, size=n)
         inv2s2 = rng.uniform(0.5, 2.0, size=n)
         counting = CountingKernels()
-        got = engine.path_terms(counting, np, X, t, inv2s2, A, B, I, J, logw, False)
-        compiled = engine.path_terms(cpu, np, X, t, inv2s2, A, B, I, J, logw, False)
+        got = engine.path_terms(counting, np, X, t, inv2s2, engine.prepare_paths(counting, np, A, B, I, J, logw, False))
+        compiled = engine.path_terms(cpu, np, X, t, inv2s2, engine.prepare_paths(cpu, np, A, B, I, J, logw, False))
         for g, c in zip(got, compiled):
             np.testing.assert_allclose(g, c, rtol=1e-12, atol=1e-14)
         work[n] = counting.work

@@ -112,7 +112,7 @@ class BoundGaussianPath(Bound):
         self.I, self.J, self.logw = plans.support(plan, backends.to_host(self.sources), backends.to_host(self.sinks))
 
     def _prepare(self, A, B):
-        return self.backend.prepare_pairs(A, B, self.I, self.J, self.gemm)
+        return self.backend.prepare_pairs(A, B, self.I, self.J, self.logw, self.gemm)
 
     def direction(self, points, return_ess=False):
         """:meth:`Field.direction` at ``points`` for the bound charges and plan."""

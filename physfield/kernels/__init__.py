@@ -3,7 +3,8 @@
 ``backend`` (the :class:`~physfield.kernels.backend.Backend` objects and
 :func:`~physfield.kernels.backend.get_backend`), ``reference`` (the NumPy formulas, line by
 line), ``engine`` (the composition of row kernels and matrix products shared by CPU and GPU),
-``rows`` (per-point bodies compiled twice), ``simd`` (vectorised CPU pair kernels),
+``rows`` (per-point bodies compiled twice), ``simd`` (vectorised CPU pair kernels), ``near``
+(which pairs of a dense plan a point can see),
 ``numba_cpu`` and ``numba_cuda`` (the compiled kernels per device).
 """
 

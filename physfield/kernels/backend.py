@@ -83,11 +83,10 @@ class Backend:
         xp = self.xp
         return xp.ascontiguousarray(xp.asarray(x, dtype=dtype))
 
-    def prepare_pairs(self, A, B, I, J, gemm):
-        """What :meth:`gaussian_path` needs of the charges and the plan's support alone."""
-        xp = self.xp
-        I, J = xp.asarray(I), xp.asarray(J)
-        return I, J, engine.prepare_paths(self.kernels, xp, A, B, I, J, gemm)
+    def prepare_pairs(self, A, B, I, J, logw, gemm):
+        """What :meth:`gaussian_path` needs of the charges and the plan's support alone
+        (:func:`physfield.kernels.engine.prepare_paths`)."""
+        return engine.prepare_paths(self.kernels, self.xp, A, B, I, J, logw, gemm)
 
     def gaussian_path(self, X, t, sigma, s, L, A, B, I, J, logw, gemm, prepared):
         """Superposition of Gaussian paths at points ``(z, X)``, ``t = z / L``.
@@ -96,16 +95,15 @@ class Backend:
         ``pi_k phi_k (1, v_k)`` with ``phi_k = N(x; c_k(z), sigma(z)^2 I)``, ``c_k = (1 - t) a + t b``
         and ``v_k = (b - a)/L + s(z) (x - c_k)``. Returns ``log E_z = log sum_k pi_k phi_k``
         (float64), the slope ``E_x / E_z = sum_k w_k v_k`` (``w = softmax(log pi + log phi)``,
-        in the dtype of ``X``) and ``ess = 1 / sum_k w_k^2``.
+        in the dtype of ``X``) and ``ess = 1 / sum_k w_k^2``. ``prepared``: :meth:`prepare_pairs`
+        of ``A``, ``B``, ``I``, ``J``, ``logw``, ``gemm``.
 
         The fast form (module :mod:`physfield.kernels.engine`): with ``R``, ``C`` the row and
         column sums of ``w``, ``sum_k w_k v_k = (1/L + s (1 - t)) sum_i R_i (x - a_i) + (s t - 1/L)
         sum_j C_j (x - b_j)``, so the ``D``-dimensional work is ``O((N + M) D)`` per point.
         """
         xp = self.xp
-        I, J, pair_prep = prepared
-        lse, ess, off_a, off_b = engine.path_terms(self.kernels, xp, X, t, 0.5 / sigma**2, A, B, I, J,
-                                                     xp.asarray(logw), gemm, pair_prep)
+        lse, ess, off_a, off_b = engine.path_terms(self.kernels, xp, X, t, 0.5 / sigma**2, prepared)
         slope = off_a
         slope *= (1 / L + s * (1 - t))[:, None]
         off_b *= (s * t - 1 / L)[:, None]
@@ -138,8 +136,8 @@ class NumpyBackend(Backend):
 
     name = "numpy"
 
-    def prepare_pairs(self, A, B, I, J, gemm):
-        return I, J
+    def prepare_pairs(self, A, B, I, J, logw, gemm):
+        return None
 
     def gaussian_path(self, X, t, sigma, s, L, A, B, I, J, logw, gemm, prepared):
         return reference.gaussian_path(X, t, sigma, s, A, B, I, J, logw, L)

@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import near
+
 GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
 #: data whose mean is within this fraction of their spread (squared) are not shifted for GEMM
@@ -129,17 +131,56 @@ def pair_sq_dists(k, xp, src, snk, I, J):
     return xp.einsum("kd,kd->k", diff, diff)
 
 
-def prepare_paths(k, xp, A, B, I, J, gemm):
-    """What :func:`path_terms` needs of the charges alone, computed once for many calls:
-    ``None`` for the fused sparse path, else ``(sources, sinks, centre, layout, gamma)``
-    (:func:`plates`, the kernels' ``pair_layout`` of the pairs, :func:`pair_sq_dists`)."""
-    if not gemm and len(I) <= A.shape[0] + B.shape[0]:
-        return None
+class Paths(NamedTuple):
+    """A plan's pairs as :func:`path_terms` takes them, made once by :func:`prepare_paths`.
+
+    ``A``, ``B``, ``I``, ``J``, ``logw``: the charges and the plan's support, the sinks possibly
+    renumbered (:func:`physfield.kernels.near.relabel`); the rest is ``None`` for the fused sparse
+    path: the :class:`Plate` s and ``centre`` (:func:`plates`), the kernels' ``layout`` of the
+    pairs, ``near`` (:class:`physfield.kernels.near.Near`, or ``None``: no pruning) and ``gamma``
+    (:func:`pair_sq_dists`).
+    """
+
+    A: object
+    B: object
+    I: object
+    J: object
+    logw: object
+    src: object = None
+    snk: object = None
+    centre: object = None
+    layout: object = None
+    near: object = None
+    gamma: object = None
+
+
+def fused(gemm, N, M, K):
+    """Whether :func:`path_terms` takes the fused sparse path (direct and ``K <= N + M``)."""
+    return not gemm and K <= N + M
+
+
+def prepare_paths(k, xp, A, B, I, J, logw, gemm):
+    """The :class:`Paths` of the charges ``A``, ``B`` (arrays of ``xp``) and the plan's support
+    ``I``, ``J``, ``logw`` (NumPy), computed once for many :func:`path_terms` calls. A plan with
+    dense rows (:func:`physfield.kernels.near.dense_rows`) has its sinks renumbered so that the
+    kernels can find each point's near pairs by bisection."""
+    N, M = A.shape[0], B.shape[0]
+    if fused(gemm, N, M, len(I)):
+        return Paths(A, B, xp.asarray(I), xp.asarray(J), xp.asarray(logw))
+    if near.dense_rows(N, len(I)):
+        order, I, J, logw = near.relabel(_host(B), I, J, logw)
+        B = xp.ascontiguousarray(B[xp.asarray(order)])
+    where = near.layout(_host(A), _host(B), I, J, logw)
+    I, J, logw = xp.asarray(I), xp.asarray(J), xp.asarray(logw)
     src, snk, centre = plates(xp, A, B, gemm)
-    return src, snk, centre, k.pair_layout(I, J), pair_sq_dists(k, xp, src, snk, I, J)
+    return Paths(A, B, I, J, logw, src, snk, centre, k.pair_layout(I, J), where, pair_sq_dists(k, xp, src, snk, I, J))
 
 
-def path_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
+def _host(x):
+    return x.get() if hasattr(x, "get") else np.asarray(x)
+
+
+def path_terms(k, xp, X, t, inv2s2, paths):
     """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the offsets::
 
         off_a = sum_i R_i (x - a_i),   off_b = sum_j C_j (x - b_j)
@@ -151,20 +192,21 @@ def path_terms(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared=None):
     optimal): one fused pass over the pairs (:func:`physfield.kernels.rows.pair_direct_row`); otherwise
     the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
     over pairs (:func:`physfield.kernels.rows.pair_softmax_row`; on the CPU its vectorised form
-    :func:`physfield.kernels.simd.pair_softmax`), then the offsets (direct or GEMM).
-    ``prepared``: :func:`prepare_paths` of the same charges (computed here when not given).
+    :func:`physfield.kernels.simd.pair_softmax`, which visits only a point's near pairs,
+    :mod:`physfield.kernels.near`), then the offsets (direct or GEMM).
+    ``paths``: :func:`prepare_paths` of the charges and plan.
     """
     lse = xp.empty(len(X))
     ess = xp.empty(len(X))
     off_a = xp.empty_like(X)
     off_b = xp.empty_like(X)
-    N, M = A.shape[0], B.shape[0]
-    if not gemm and len(I) <= N + M:
+    A, B, I, J, logw = paths[:5]
+    if paths.src is None:
         k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
         return lse, ess, off_a, off_b
-    prepared = prepare_paths(k, xp, A, B, I, J, gemm) if prepared is None else prepared
+    gemm = paths.src.centred is not None
     with k.cores_to(len(X) * len(I) >= SERIAL_WORK) if gemm else nullcontext():
-        return _path_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b)
+        return _path_chunks(k, xp, X, t, inv2s2, paths, gemm, lse, ess, off_a, off_b)
 
 
 def _by_chunk(k, xp, X, src, snk, centre, gemm):
@@ -176,14 +218,14 @@ def _by_chunk(k, xp, X, src, snk, centre, gemm):
         yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, src), *sq_dists(k, xp, Xs, Xc, snk))
 
 
-def _path_chunks(k, xp, X, t, inv2s2, A, B, I, J, logw, gemm, prepared, lse, ess, off_a, off_b):
-    N, M = A.shape[0], B.shape[0]
-    src, snk, centre, layout, gamma = prepared
+def _path_chunks(k, xp, X, t, inv2s2, paths, gemm, lse, ess, off_a, off_b):
+    A, B, I, J, logw, src, snk, centre, layout, where, gamma = paths
     refine = REFINE[np.dtype(X.dtype).char]
     for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
-        R = xp.empty((len(Xs), N), dtype=X.dtype)
-        C = xp.empty((len(Xs), M), dtype=X.dtype)
-        k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse[s], ess[s])
+        R = xp.empty((len(Xs), A.shape[0]), dtype=X.dtype)
+        C = xp.empty((len(Xs), B.shape[0]), dtype=X.dtype)
+        k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, layout, where, logw, gamma, refine, R, C, lse[s],
+                       ess[s])
         off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
         off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
     return lse, ess, off_a, off_b

@@ -87,16 +87,26 @@ def sq_dist(X, A, out):
 
 
 def pair_layout(I, J):
-    """The plan's pairs as :func:`pair_softmax` takes them: ``(I, J, starts, run)``, the pairs cut
-    into blocks by :func:`physfield.kernels.simd.pair_blocks`."""
-    return (I, J, *simd.pair_blocks(I, J))
+    """The plan's pairs as :func:`pair_softmax` takes them: ``(I, J, los, his, runs)``, the pairs
+    cut into blocks ``los[q] <= k < his[q]`` by :func:`physfield.kernels.simd.pair_blocks`."""
+    starts, run = simd.pair_blocks(I, J)
+    return I, J, starts[:-1].copy(), starts[1:].copy(), run
 
 
-def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse, ess):
+#: a point sums only its near pairs when they are at most this share of the plan's
+NEAR_SHARE = 0.5
+_NO_NEAR = (np.zeros(0, np.int64), 0, np.zeros(0), np.zeros(0), np.zeros(0))
+
+
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, near, logw, gamma, refine, R, C, lse, ess):
     """:func:`physfield.kernels.rows.pair_softmax_row` for every point, by the vectorised
-    :func:`physfield.kernels.simd.pair_softmax` over the blocks of ``layout`` (:func:`pair_layout`)."""
-    I, J, starts, run = layout
-    simd.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, starts, run, logw, gamma, refine, R, C, lse, ess)
+    :func:`physfield.kernels.simd.pair_softmax` over the blocks of ``layout`` (:func:`pair_layout`);
+    with ``near`` (a :class:`physfield.kernels.near.Near`, or ``None``) each point visits only
+    the pairs it can see, unless they are more than :data:`NEAR_SHARE` of all."""
+    I, J, los, his, runs = layout
+    cap = int(NEAR_SHARE * len(I))
+    simd.pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, *(_NO_NEAR if near is None else near),
+                      cap, logw, gamma, refine, R, C, lse, ess)
 
 
 def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):

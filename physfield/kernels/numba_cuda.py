@@ -74,7 +74,8 @@ def pair_layout(I, J):
     return I, J
 
 
-def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, logw, gamma, refine, R, C, lse, ess):
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, near, logw, gamma, refine, R, C, lse, ess):
+    """One thread per point over every pair (``near``, the CPU's pruning, is not used here)."""
     I, J = layout
     _pair_softmax[_grid(t.shape[0])](t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 

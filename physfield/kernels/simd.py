@@ -13,7 +13,9 @@ contiguous passes over blocks of pairs, each a loop LLVM turns into SIMD code, w
   block raises the running maximum ``m``, what was accumulated is rescaled by ``exp(m_old -
   m_new)`` (an online softmax over blocks).
 - :func:`pair_softmax` (any plan, from the squared distances to the charges): the row and column
-  sums of the pair weights, the pairs cut into blocks by :func:`pair_blocks`.
+  sums of the pair weights, the pairs cut into blocks by :func:`pair_blocks`; for a plan with dense
+  rows each point first finds the pairs it can see (:func:`_near_blocks`,
+  :mod:`physfield.kernels.near`) and visits only those.
 
 Blocks of at most ``BLOCK`` pairs keep the scratch in cache whatever ``K``. The results are those
 of the row bodies to round-off; both kernels are tested against
@@ -298,53 +300,139 @@ def _block_accumulate(e, Is, Js, run, R, C, p):
     return s1, s2
 
 
-@njit(parallel=True, cache=True, fastmath=_REDUCE)
-def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, starts, run, logw, gamma, refine, R, C, lse, ess):
-    """:func:`physfield.kernels.rows.pair_softmax_row` for every point and any plan, its pairs
-    cut into blocks by :func:`pair_blocks` (``starts``, ``run``).
+@njit(cache=True, inline="always")
+def _first_at_least(b_proj, J, lo, hi, v):
+    """The first ``k`` in ``[lo, hi)`` with ``b_proj[J[k]] >= v`` (``hi`` if none); ``b_proj[J[k]]``
+    ascends over the range."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if b_proj[J[mid]] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
-    Two passes over the blocks per point: the first finds each block's largest logit, the second
-    forms ``exp(l - m)`` only in blocks whose largest term is above :data:`EXP_FLOOR`. In high
-    ``D`` the logits of a point span thousands, so nearly every block is skipped and the second
-    pass costs next to nothing. A gather block's ``alpha`` and ``beta`` are first gathered into
-    contiguous scratch so that its logits loop vectorises as a run block's does.
+
+@njit(cache=True, fastmath=_REDUCE)
+def _near_blocks(p, tp, h, X, alpha, beta, J, logw, gamma, rows, coord, a_proj, b_proj, lw_max, cap, los, his, runs):
+    """The blocks of the pairs point ``p`` can see (:mod:`physfield.kernels.near`) into ``los``,
+    ``his``, ``runs``; returns their number, or ``-1`` when they hold more than ``cap`` pairs
+    (pruning would not pay: the caller takes every block).
+
+    First a lower bound ``m0`` on the largest logit: per row the pairs whose sinks bracket ``y_i``
+    in ``b_proj``. Then per row the interval of sinks with ``|y_id - b_jd| < r_i / t``, cut into
+    blocks of at most :data:`BLOCK` pairs (a block of consecutive sinks is a run).
     """
-    nb = run.shape[0]
+    u = 1.0 - tp
+    w = tp * u
+    xd = X[p, coord]
+    N = rows.shape[0] - 1
+    m0 = -math.inf
+    for i in range(N):
+        lo, hi = rows[i], rows[i + 1]
+        if lo < hi:
+            k = _first_at_least(b_proj, J, lo, hi, (xd - u * a_proj[i]) / tp)
+            for q in range(k - 1 if k > lo else lo, k + 1 if k < hi else hi):
+                r2 = u * alpha[p, i] + tp * beta[p, J[q]] - w * gamma[q]
+                lq = logw[q] - h * (r2 if r2 > 0.0 else 0.0)
+                m0 = lq if lq > m0 else m0
+    nb = 0
+    total = 0
+    for i in range(N):
+        lo, hi = rows[i], rows[i + 1]
+        r2max = (lw_max[i] - m0 - EXP_FLOOR) / h
+        if lo == hi or r2max <= 0.0:
+            continue
+        reach = math.sqrt(r2max) / tp
+        y = (xd - u * a_proj[i]) / tp
+        first = _first_at_least(b_proj, J, lo, hi, y - reach)
+        last = _first_at_least(b_proj, J, first, hi, y + reach)
+        total += last - first
+        if total > cap:
+            return -1
+        while first < last:
+            end = min(first + BLOCK, last)
+            los[nb] = first
+            his[nb] = end
+            runs[nb] = J[end - 1] - J[first] == end - 1 - first
+            nb += 1
+            first = end
+    return nb
+
+
+@njit(cache=True, inline="always", fastmath=_REDUCE)
+def _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, nb, logw, gamma, refine, R, C, lse,
+                    ess):
+    """Point ``p``'s softmax over the pairs of blocks ``los[q] <= k < his[q]``, ``q < nb`` (the
+    pairs not in a block are taken as 0). Two passes: the first finds each block's largest
+    logit, the second forms ``exp(l - m)`` only in blocks whose largest term is above
+    :data:`EXP_FLOOR`."""
+    l, e, scale, lanes = _scratch(BLOCK)
+    ends = np.empty(BLOCK, beta.dtype)
+    blockmax = np.empty(nb)
+    tp = t[p]
+    h = inv2s2[p]
+    m = -math.inf
+    for q in range(nb):
+        lo, hi = los[q], his[q]
+        _block_logits(p, tp, h, X, A, B, alpha, beta, I[lo:hi], J[lo:hi], logw[lo:hi], gamma[lo:hi], runs[q],
+                      refine, ends, l)
+        blockmax[q] = _max(l, hi - lo, lanes)
+        m = blockmax[q] if blockmax[q] > m else m
+    for i in range(R.shape[1]):
+        R[p, i] = 0.0
+    for j in range(C.shape[1]):
+        C[p, j] = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for q in range(nb):
+        if blockmax[q] - m > EXP_FLOOR:
+            lo, hi = los[q], his[q]
+            Is, Js = I[lo:hi], J[lo:hi]
+            _block_logits(p, tp, h, X, A, B, alpha, beta, Is, Js, logw[lo:hi], gamma[lo:hi], runs[q], refine,
+                          ends, l)
+            for k in range(hi - lo):
+                l[k] -= m
+            exp_nonpositive(l, e, scale, hi - lo)
+            b1, b2 = _block_accumulate(e, Is, Js, runs[q], R, C, p)
+            s1 += b1
+            s2 += b2
+    inv = 1.0 / s1
+    for i in range(R.shape[1]):
+        R[p, i] *= inv
+    for j in range(C.shape[1]):
+        C[p, j] *= inv
+    lse[p] = m + math.log(s1)
+    ess[p] = s1 * s1 / s2
+
+
+@njit(parallel=True, cache=True, fastmath=_REDUCE)
+def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, rows, coord, a_proj, b_proj, lw_max, cap,
+                 logw, gamma, refine, R, C, lse, ess):
+    """:func:`physfield.kernels.rows.pair_softmax_row` for every point and any plan, its pairs
+    cut into the blocks ``los[q] <= k < his[q]`` (``runs[q]``: a run block) by :func:`pair_blocks`.
+
+    With ``rows`` (non-empty: a :class:`physfield.kernels.near.Near` of the pairs, with ``coord``,
+    ``a_proj``, ``b_proj``, ``lw_max``), each point first finds the blocks of the pairs it can see
+    (:func:`_near_blocks`) and sums only those, unless they hold more than ``cap`` pairs. Then two
+    passes over the blocks (:func:`_softmax_blocks`). In high ``D`` the logits of a point span
+    thousands, so nearly every block is skipped in the second pass. A gather block's ``alpha``
+    and ``beta`` are first gathered into contiguous scratch so that its logits loop vectorises
+    as a run block's does.
+    """
+    N = rows.shape[0] - 1
+    most = cap // BLOCK + N + 1 if N > 0 else 0
     for p in prange(X.shape[0]):
-        l, e, scale, lanes = _scratch(BLOCK)
-        ends = np.empty(BLOCK, beta.dtype)
-        blockmax = np.empty(nb)
-        tp = t[p]
-        h = inv2s2[p]
-        m = -math.inf
-        for q in range(nb):
-            lo, hi = starts[q], starts[q + 1]
-            _block_logits(p, tp, h, X, A, B, alpha, beta, I[lo:hi], J[lo:hi], logw[lo:hi], gamma[lo:hi], run[q],
-                          refine, ends, l)
-            blockmax[q] = _max(l, hi - lo, lanes)
-            m = blockmax[q] if blockmax[q] > m else m
-        for i in range(R.shape[1]):
-            R[p, i] = 0.0
-        for j in range(C.shape[1]):
-            C[p, j] = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for q in range(nb):
-            if blockmax[q] - m > EXP_FLOOR:
-                lo, hi = starts[q], starts[q + 1]
-                Is, Js = I[lo:hi], J[lo:hi]
-                _block_logits(p, tp, h, X, A, B, alpha, beta, Is, Js, logw[lo:hi], gamma[lo:hi], run[q], refine,
-                              ends, l)
-                for k in range(hi - lo):
-                    l[k] -= m
-                exp_nonpositive(l, e, scale, hi - lo)
-                b1, b2 = _block_accumulate(e, Is, Js, run[q], R, C, p)
-                s1 += b1
-                s2 += b2
-        inv = 1.0 / s1
-        for i in range(R.shape[1]):
-            R[p, i] *= inv
-        for j in range(C.shape[1]):
-            C[p, j] *= inv
-        lse[p] = m + math.log(s1)
-        ess[p] = s1 * s1 / s2
+        near_lo = np.empty(most, np.int64)
+        near_hi = np.empty(most, np.int64)
+        near_run = np.empty(most, np.bool_)
+        nb = -1
+        if N > 0:
+            nb = _near_blocks(p, t[p], inv2s2[p], X, alpha, beta, J, logw, gamma, rows, coord, a_proj, b_proj, lw_max,
+                              cap, near_lo, near_hi, near_run)
+        if nb >= 0:
+            _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, near_lo, near_hi, near_run, nb, logw, gamma,
+                            refine, R, C, lse, ess)
+        else:
+            _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, runs.shape[0], logw, gamma,
+                            refine, R, C, lse, ess)

@@ -124,7 +124,7 @@ def test_pair_softmax_matches_the_reference(kind, M, seed, N, D, dtype, spread):
     want = reference.pair_softmax(X.astype(np.float64), t, inv2s2, A.astype(np.float64), B.astype(np.float64), I, J,
                                   logw)
     got = np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n), np.empty(n)
-    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, cpu.pair_layout(I, J), logw, gamma, refine, *got)
+    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, cpu.pair_layout(I, J), None, logw, gamma, refine, *got)
     tol = 1e-10 if dtype == np.float64 else 1e-4
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * max(1.0, float(np.abs(w).max())))
@@ -165,7 +165,7 @@ def test_pair_softmax_refines_near_string_distances():
     beta = ((X[:, None, :] - B[None]) ** 2).sum(-1)
     gamma = ((A[I] - B[J]) ** 2).sum(-1)
     got = np.empty((2, N)), np.empty((2, M)), np.empty(2), np.empty(2)
-    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, cpu.pair_layout(I, J), logw, gamma, 1e-4, *got)
+    cpu.pair_softmax(t, inv2s2, X, A, B, alpha, beta, cpu.pair_layout(I, J), None, logw, gamma, 1e-4, *got)
     r2 = ((X[0] - (1 - t[0]) * A[2] - t[0] * B[4]) ** 2).sum()
     assert got[2][0] == pytest.approx(logw[2 * M + 4] - inv2s2[0] * r2, abs=1e-8)
     assert got[0][0, 2] == pytest.approx(1.0) and got[1][0, 4] == pytest.approx(1.0)
