@@ -34,6 +34,8 @@ from physfield import plans as pf_plans
 from physfield.kernels.backend import NAMES as BACKENDS
 from physfield.lines import FIXED, METHODS
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
+from physfield.tracing import METHOD as TRACE_METHOD
+from physfield.tracing import RTOL as TRACE_RTOL
 from physfield.validate import one_line
 
 
@@ -247,14 +249,18 @@ def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
 @measure_options
 @click.option("--lines", type=click.IntRange(min=1), default=512, show_default=True, help="field lines to trace.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=4000, show_default=True,
-              help="RK4 steps in arc length after which a line is lost.")
+              help="steps in arc length after which a line is lost.")
+@click.option("--method", type=click.Choice(METHODS), default=TRACE_METHOD, show_default=True,
+              help="fixed steps (euler, heun, rk4) or adaptive (bs32, dopri5).")
+@click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=TRACE_RTOL, show_default=True,
+              help="rtol = atol of the adaptive methods.")
 @click.option("--plot", type=OutputFile(), default=None,
               help="write a PNG of the lines in the (z, x1) plane (and in 3-D for D = 2).")
 @click.option("--sweep-L", "sweep", default=None,
               help="comma-separated plate distances: trace the field(s) on the same data at each L.")
 @one_line_errors
-def trace(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, lines, max_steps, plot, sweep,
-          **given):
+def trace(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, lines, max_steps, method, rtol, plot,
+          sweep, **given):
     """Trace field lines and report how they end.
 
     --field may list several fields, comma-separated (strong,coulomb): each is traced on the same
@@ -273,7 +279,7 @@ def trace(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
     specs = [s.strip() for s in spec.split(",") if s.strip()]
     results = pf.tracing.sweep(specs, Ls, A, B, collect_field_params(given, extra), plan=plan, n_lines=lines,
                                seed=line_seed, max_steps=max_steps, keep_paths=plot is not None, backend=backend,
-                               progress=not as_json)
+                               progress=not as_json, method=method, rtol=rtol)
     if plot is not None:
         from physfield import plot as plotting
 

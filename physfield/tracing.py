@@ -8,9 +8,10 @@ the one follower of :mod:`physfield.lines`:
   ``i`` with probability ``alpha_i = sum_j pi_ij``, a point of its sphere with density
   ``max(E . n, 0)`` (:func:`physfield.lines.sphere_starts`). A field that vanishes behind the
   plate gives no back-facing starts; the Coulomb field's isotropic flux gives half of them.
-- **lines**: ``dp/dtau = E/|E|`` in arc length (RK4), free to turn back and to pass either
-  plate; the step is ``min(h_max, step_frac * distance to the nearest charge)``, so lines resolve
-  the charges they approach.
+- **lines**: ``dp/dtau = E/|E|`` in arc length, free to turn back and to pass either plate, by
+  :data:`METHOD` (the Bogacki-Shampine pair, each line its own step, tolerance :data:`RTOL`) with
+  steps at most ``min(h_max, step_frac * distance to the nearest charge)`` (:data:`STEP_LIMITS`),
+  so lines resolve the charges they approach; ``method="rk4"`` takes fixed steps of that length.
 - **ends** (:class:`physfield.lines.Ends`): ``arrived`` within ``r0`` of a sink ``(L, b_j)`` or
   through ``z = L`` within ``r0`` of one; ``leaked`` through ``z = L`` away from every sink;
   ``reversed`` back behind the source plate (a step moving backwards to ``z <= 0``; where a line
@@ -22,7 +23,7 @@ chord of the arrived lines; ``flux_error``, ``max_q |net crossings of plane z_q 
 ``planes`` evenly spaced planes (a backward crossing counts ``-1``: a flux-conserving field whose
 lines all run from ``P`` to ``Q`` gives 0); ``w2``, the exact ``W2`` between the arrived lines'
 end points and the sinks; ``evaluations``, the calls of the field's ``direction`` (each on the
-lines still going: RK4 takes 4 a step); ``seconds``.
+lines still going: 3 a step for ``bs32``, 4 for RK4); ``seconds``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ class TraceResult:
         return label
 
 
+#: ``(h_max / (L + spread), step_frac)`` by the kind of method: fixed steps resolve the lines
+#: with these; an embedded pair controls its error and needs only a bound near the charges, which
+#: keeps a step from jumping past a sink (measured: ``bench/bench_trace.py``)
+STEP_LIMITS = {"fixed": (0.02, 0.25), "adaptive": (0.1, 0.5)}
+#: the tolerance (``rtol = atol``) of an embedded pair in :func:`trace`
+RTOL = 1e-4
+#: the default method of :func:`trace`
+METHOD = "bs32"
+
+
 @dataclass(frozen=True)
 class Geometry:
     """The scales of a trace, from the charges alone: ``r0`` (start sphere and capture radius),
@@ -97,13 +108,17 @@ class Geometry:
     step_frac: float
 
     @classmethod
-    def of(cls, A, B, L, r0=None, h_max=None, R_max=None, step_frac=0.25):
+    def of(cls, A, B, L, r0=None, h_max=None, R_max=None, step_frac=None, method="rk4"):
+        """The geometry of charges ``A``, ``B`` at plate distance ``L``; a scale not given is the
+        default of :data:`STEP_LIMITS` for ``method``'s kind (fixed or adaptive)."""
+        h_frac, near_frac = STEP_LIMITS["adaptive" if method in lines.PAIRS else "fixed"]
+        step_frac = near_frac if step_frac is None else step_frac
         sources = np.column_stack([np.zeros(len(A)), A])
         sinks = np.column_stack([np.full(len(B), L), B])
         charges = np.concatenate([sources, sinks])
         spread = float(np.ptp(charges[:, 1:], axis=0).max()) or 1.0
         r0 = 0.1 * min(_nearest_spacing(charges), L) if r0 is None else validate.positive("r0", r0)
-        h_max = 0.02 * (L + spread) if h_max is None else validate.positive("h_max", h_max)
+        h_max = h_frac * (L + spread) if h_max is None else validate.positive("h_max", h_max)
         R_max = 10 * (L + spread) if R_max is None else validate.positive("R_max", R_max)
         return cls(sources, sinks, float(L), float(r0), float(h_max), float(R_max),
                    validate.positive("step_frac", step_frac))
@@ -122,12 +137,13 @@ class Geometry:
 
 
 def follow(bound, alpha, geometry, n_lines, rng, max_steps=4000, planes=(), keep_paths=False, record=False,
-           progress=False, proposals=64):
+           progress=False, proposals=64, method="rk4", rtol=RTOL):
     """Lines of a bound field (module docstring): ``(starts, arc lines)``.
 
     ``bound``: a bound field (``field.bind(A, B, plan)``); ``alpha``: the source weights;
     ``planes``: levels whose net crossings are counted (and, with ``record``, where each line
-    crossed them); ``proposals``: sphere proposals per start (:func:`physfield.lines.sphere_starts`).
+    crossed them); ``proposals``: sphere proposals per start (:func:`physfield.lines.sphere_starts`);
+    ``method``, ``rtol`` (``= atol``): :func:`physfield.lines.follow_arc`'s.
     """
     def field_at(p):
         return bound.direction(p)
@@ -137,13 +153,14 @@ def follow(bound, alpha, geometry, n_lines, rng, max_steps=4000, planes=(), keep
     res = lines.follow_arc(lambda p: bound.direction(p)[0], starts.points, geometry.ends(), geometry.step,
                            int(max_steps), keep=keep_paths,
                            planes=np.asarray(planes, dtype=np.float64) if len(planes) else None,
-                           record=record, on_step=ended_lines(bar, n_lines))
+                           record=record, on_step=ended_lines(bar, n_lines), method=method, rtol=rtol, atol=rtol)
     bar.close()
     return starts, res
 
 
 def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=False, backend="auto",
-          progress=False, r0=None, h_max=None, R_max=None, max_steps=4000, step_frac=0.25, planes=7):
+          progress=False, r0=None, h_max=None, R_max=None, max_steps=4000, step_frac=None, planes=7, method=METHOD,
+          rtol=RTOL):
     """Trace ``n_lines`` field lines of ``field`` between ``sources`` and ``sinks`` (module docstring).
 
     Parameters
@@ -160,12 +177,17 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
     backend : str
     r0, h_max, R_max, step_frac : float, optional
         Start and capture radius (default ``0.1 min(nearest charge spacing, L)``), longest step
-        (``0.02 (L + spread)``), escape radius (``10 (L + spread)``), step / distance to the
-        nearest charge (0.25).
+        (``0.02 (L + spread)``; adaptive: ``0.1 (L + spread)``), escape radius (``10 (L +
+        spread)``), step / distance to the nearest charge (0.25; adaptive: 0.5); :data:`STEP_LIMITS`.
     progress : bool
         Show a tqdm bar of the lines still going.
     max_steps : int
         Steps after which a line that has not ended is lost.
+    method : str
+        ``rk4`` (the default), ``euler``, ``heun``, or an embedded pair ``bs32``, ``dopri5``
+        (:func:`physfield.lines.follow_arc`).
+    rtol : float
+        The embedded pair's tolerance (``rtol = atol``).
     planes : int
         How many planes ``z = L q``, ``q`` evenly inside ``(0, 1)``, the flux error is measured on.
 
@@ -184,10 +206,11 @@ def trace(field, sources, sinks, plan="paired", n_lines=512, seed=0, keep_paths=
     A, B = np.asarray(sources, np.float64), np.asarray(sinks, np.float64)
     plan = plans.resolve(plan, A, B)  # once: an OT plan is not solved again for every step
     alpha, _ = plans.marginals(plan, A, B)
-    geometry = Geometry.of(A, B, field.L, r0, h_max, R_max, step_frac)
+    geometry = Geometry.of(A, B, field.L, r0, h_max, R_max, step_frac, method)
     bound = field.bind(A, B, plan=plan, backend=backend)
     zq = field.L * np.arange(1, planes + 1) / (planes + 1)
-    starts, res = follow(bound, alpha, geometry, n, rng, max_steps, zq, keep_paths, progress=progress)
+    starts, res = follow(bound, alpha, geometry, n, rng, max_steps, zq, keep_paths, progress=progress, method=method,
+                         rtol=rtol)
     flags = {name: res.status == code for code, name in enumerate(lines.STATUS)}
     flags["turned"] = np.asarray(res.turned)
     arrived = flags["arrived"]
@@ -225,7 +248,7 @@ def sweep(specs, Ls, sources, sinks, params=None, **options):
         those of its own constructor (``sigma0`` goes to ``strong``, not to ``coulomb``).
     **options
         Passed to :func:`trace` (``plan``, ``n_lines``, ``seed``, ``max_steps``, ``keep_paths``,
-        ``backend``, ``progress``).
+        ``backend``, ``progress``, ``method``, ``rtol``).
 
     Returns
     -------

@@ -14,7 +14,7 @@ input's dtype and device. This package never imports torch.
 - :mod:`~physfield.lines.starts`: flux-weighted starts on spheres around charges
   (:func:`sphere_starts`);
 - :mod:`~physfield.lines.rk`: the Runge-Kutta steps both followers take (:data:`METHODS`: the
-  fixed steps :data:`FIXED` and, in ``z``, the embedded pairs :data:`PAIRS` with adaptive steps).
+  fixed steps :data:`FIXED` and the embedded pairs :data:`PAIRS` with adaptive steps).
 """
 
 from .arc import ARRIVED, HALVINGS, LEAKED, LOST, REVERSED, STATUS, ArcLines, Ends, follow_arc, nearest_sq, straightness

@@ -1,9 +1,10 @@
 """Following field lines in arc length, and how each line ends.
 
 Following in arc length (:func:`follow_arc`). Anywhere, the line through ``p(0)`` solves
-``dp/dtau = u(p) = E/|E|`` with ``tau`` its arc length, stepped by the same three methods (:mod:`physfield.lines.rk`) on
-this autonomous equation with step ``h`` (a number, or per line ``h(p)``). A stage where ``u`` is
-0 or not finite has no direction. Only the still active lines are stepped; after every step each
+``dp/dtau = u(p) = E/|E|`` with ``tau`` its arc length, stepped by the methods of
+:mod:`physfield.lines.rk` on this autonomous equation: fixed steps ``h`` (a number, or per line
+``h(p)``), or an embedded pair's steps, one per line, controlled by its error and at most ``h``.
+A stage where ``u`` is 0 or not finite has no direction. Only the still active lines are stepped; after every step each
 of them is judged by the end rules of :class:`Ends`, first rule first:
 
 1. ``lost``      no direction where the line is (a null point, or outside a field that
@@ -46,7 +47,7 @@ from array_api_compat import device as array_device
 
 from ..validate import finite_number, positive_int
 from .crossings import Crossings, cut, net, no_crossings, step_crossings
-from .rk import FIXED, advance, check_method
+from .rk import FIXED, GROW, METHODS, PAIRS, SAFETY, SHRINK, advance, check_method, embedded_step
 
 STATUS = ("arrived", "leaked", "reversed", "lost")
 ARRIVED, LEAKED, REVERSED, LOST = range(len(STATUS))
@@ -200,6 +201,76 @@ def _arc_step(direction, q, h, method, xp, halvings=HALVINGS):
     return new, stalled, turned
 
 
+def _embedded_arc_step(direction, q, h, k1, pair, rtol, atol, xp):
+    """One trial step of the embedded ``pair`` from each row of ``q`` with its own step ``h``
+    (``(m, 1)``), ``k1 = u(q)`` known: ``(new, every, err, k_last, turned)``. ``every``: every
+    stage had a direction; ``err``: each row's scaled error (:func:`physfield.lines.rk.error_norm`
+    per row, ``inf`` where not finite); ``k_last = u(new)`` (the next step's first stage)."""
+    stages = []
+
+    def rate(_, y):
+        u = xp.astype(direction(y), q.dtype, copy=False)
+        ok = xp.all(xp.isfinite(u), axis=1) & xp.any(u != 0, axis=1)
+        stages.append((ok, u))
+        return xp.where(ok[:, None], u, 0.0)
+
+    new, error, k_last = embedded_step(rate, q, h, pair, k1)
+    every = stages[0][0]
+    turned = k1[:, 0] < 0
+    for ok, u in stages:
+        every, turned = every & ok, turned | (u[:, 0] < 0)
+    scale = atol + rtol * xp.maximum(xp.abs(q), xp.abs(new))
+    err = xp.sqrt(xp.mean((error / scale) ** 2, axis=1))
+    err = xp.where(xp.isfinite(err), err, float("inf"))
+    return new, every, err, k_last, turned
+
+
+class _Adaptive:
+    """The steps of an embedded pair in arc length, one step size per line (module docstring):
+    ``step(counted, old, rows, cap)`` for the active lines ``rows`` at ``old`` returns ``(new,
+    stalled, turned, moved)`` (``cap``: each row's largest step); a rejected row stays where it is (``moved`` false) and tries again
+    with a smaller step. Each line keeps its step and its first stage (``u`` at its point) between
+    calls. A step whose later stages find no direction (a stage past the plate of a field that
+    vanishes beyond it) is retried with half its length; once a line has retried ``HALVINGS``
+    times so (over its whole course: its steps would otherwise creep up to a plate, halving the
+    distance left each time), such a step is taken as Euler's step ``q + h u(q)``, as the fixed
+    methods do."""
+
+    def __init__(self, pair, rtol, atol, n, like, xp):
+        self.pair, self.rtol, self.atol, self.xp = pair, rtol, atol, xp
+        self.h = xp.full(n, float("inf"), dtype=like.dtype, device=array_device(like))
+        self.k = xp.zeros_like(like)
+        self.known = xp.zeros(n, dtype=xp.bool, device=array_device(like))
+        self.fails = xp.zeros(n, dtype=xp.int64, device=array_device(like))
+
+    def step(self, direction, old, rows, cap):
+        xp = self.xp
+        hs = xp.minimum(self.h[rows], cap)
+        k1 = self.k[rows, ...]
+        fresh = ~self.known[rows]
+        if bool(xp.any(fresh)):
+            k1[fresh, ...] = xp.astype(direction(old[fresh, ...]), old.dtype, copy=False)
+        stalled = ~(xp.all(xp.isfinite(k1), axis=1) & xp.any(k1 != 0, axis=1))
+        k1 = xp.where(stalled[:, None], 0.0, k1)
+        new, every, err, k_last, turned = _embedded_arc_step(direction, old, hs[:, None], k1, self.pair, self.rtol,
+                                                             self.atol, xp)
+        accept = every & (err <= 1.0) & ~stalled
+        blind = ~every & ~stalled
+        fails = self.fails[rows] + xp.astype(blind, xp.int64)
+        fall = blind & (fails > HALVINGS)
+        grow = SAFETY * xp.where(err > 0, err, 1e-300) ** (-1.0 / self.pair.order)
+        factor = xp.where(accept, xp.clip(grow, SHRINK, GROW), xp.clip(grow, SHRINK, 1.0))
+        self.h[rows] = xp.where(blind, hs / 2, hs * factor)
+        self.fails[rows] = fails
+        new = xp.where(fall[:, None], old + hs[:, None] * k1, new)
+        turned = xp.where(fall, k1[:, 0] < 0, turned)
+        moved = accept | fall
+        new = xp.where(moved[:, None], new, old)
+        self.k[rows, ...] = xp.where(accept[:, None], k_last, k1)
+        self.known[rows] = (self.known[rows] | fresh) & ~fall
+        return new, stalled, turned & moved, moved
+
+
 def _judge(old, new, stalled, ends, targets, centre, xp):
     """Status (``-1``: still active) and end point of each stepped line (rules of the module docstring)."""
     L, behind = float(ends.L), float(ends.behind)
@@ -231,7 +302,7 @@ def _step_sizes(h, q, xp):
 
 
 def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, planes=None, record=False,
-               on_step=None):
+               on_step=None, rtol=1e-6, atol=1e-6):
     """Follow ``dp/dtau = u(p)`` in arc length from the rows of ``p`` until each line ends.
 
     Parameters
@@ -245,11 +316,15 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
         The end rules (module docstring).
     h : float or callable
         Step ``> 0``, or ``h(p) -> (m,)`` one step per active line (e.g. a fraction of the
-        distance to the nearest charge).
+        distance to the nearest charge); for an adaptive method the largest step.
     max_steps : int
-        Lines still active after this many steps are lost.
-    method : {"euler", "heun", "rk4"}
-        A fixed-step method (:mod:`physfield.lines.rk`).
+        Lines still active after this many steps (tried steps, for an adaptive method) are lost.
+    method : {"euler", "heun", "rk4", "bs32", "dopri5"}
+        A fixed-step method or an embedded pair (:mod:`physfield.lines.rk`). An embedded pair
+        gives each line its own step: a step whose scaled error (the root mean square over the
+        coordinates of ``error / (atol + rtol max(|p|, |p_new|))``) exceeds 1 is rejected and
+        retried shorter; after each step the next is ``h min(5, max(0.2, 0.9 err^(-1/order)))``,
+        at most ``h(p)``.
     keep : bool
         Also return all lines' points after every step (ended lines frozen).
     planes : sequence or array (Q,), optional
@@ -258,14 +333,18 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
         Also return every crossing of the planes (``events``, :class:`Crossings`).
     on_step : callable, optional
         Called after every step with the number of lines still active (a progress bar).
+    rtol, atol : float
+        The tolerances of an embedded pair (``> 0`` together); ignored by the fixed methods.
 
     Returns
     -------
     ArcLines
         ``(status, end, turned, length, chord, steps, crossings, path, events)``.
     """
-    check_method(method, tuple(FIXED))
+    check_method(method, METHODS)
     max_steps = positive_int("max_steps", max_steps)
+    if method in PAIRS and not finite_number("rtol", rtol, 0.0) + finite_number("atol", atol, 0.0) > 0:
+        raise ValueError("rtol and atol must not both be 0")
     if not callable(h):
         h = finite_number("h", h, 0.0, strict=True)
     if not isinstance(ends, Ends):
@@ -295,6 +374,7 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
     events = [] if record else None
     line_ids = xp.arange(n, device=dev)
     calls = [0]
+    adaptive = _Adaptive(PAIRS[method], rtol, atol, n, p, xp) if method in PAIRS else None
 
     def counted(q):
         calls[0] += 1
@@ -305,7 +385,13 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
         if not bool(xp.any(active)):
             break
         old = p[active, ...]
-        new, stalled, neg = _arc_step(counted, old, _step_sizes(h, old, xp), method, xp)
+        cap = _step_sizes(h, old, xp)
+        if adaptive is None:
+            new, stalled, neg = _arc_step(counted, old, cap, method, xp)
+            moved = xp.ones(old.shape[0], dtype=xp.bool, device=dev)
+        else:
+            cap = cap[:, 0] if hasattr(cap, "shape") else xp.full(old.shape[0], cap, dtype=dtype, device=dev)
+            new, stalled, neg, moved = adaptive.step(counted, old, active, cap)
         s, new = _judge(old, new, stalled, ends, targets, centre, xp)
         if zq is not None:
             crossings = crossings + net(old[:, 0], new[:, 0], zq, xp)
@@ -313,7 +399,7 @@ def follow_arc(direction, p, ends, h, max_steps, method="rk4", keep=False, plane
             events.extend(step_crossings(old, new, line_ids[active], zq, xp))
         length[active] = length[active] + xp.linalg.vector_norm(new - old, axis=1)
         turned[active] = turned[active] | neg
-        steps[active] = steps[active] + 1
+        steps[active] = steps[active] + xp.astype(moved, xp.int64)
         p[active, ...] = new
         status[active] = s
         if keep:
