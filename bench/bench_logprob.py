@@ -26,27 +26,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name  # bench/machine.py, beside this script
 
 from learn import logprob
 from learn.sample import load_model
 from physfield import data as pdata
-
-
-def cpu_name():
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main():

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
+from machine import cpu_name  # bench/machine.py, beside this script
 
 import physfield as pf
 from physfield import tracing
@@ -31,22 +31,12 @@ from physfield.kernels import engine
 from physfield.kernels import numba_cpu as cpu
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def timed(fn, repeat=3):
+def timed(fn, *args, repeat=3):
+    """``(best seconds of repeat calls, result)`` of ``fn(*args)``."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         best = min(best, time.perf_counter() - t0)
     return best, out
 
@@ -67,8 +57,8 @@ def pair_sums(N, n=256):
         X += rng.normal(size=X.shape) * width[:, None]
         inv2s2 = 1 / (2 * width**2)
         engine.path_terms(cpu, np, X[:2], t[:2], inv2s2[:2], paths)  # compiled before timing
-        near, got = timed(lambda: engine.path_terms(cpu, np, X, t, inv2s2, paths))
-        every, want = timed(lambda: engine.path_terms(cpu, np, X, t, inv2s2, paths._replace(near=None)))
+        near, got = timed(engine.path_terms, cpu, np, X, t, inv2s2, paths)
+        every, want = timed(engine.path_terms, cpu, np, X, t, inv2s2, paths._replace(near=None))
         diff = max(float(np.abs(g - w).max() / max(1.0, np.abs(w).max())) for g, w in zip(got, want))
         print(f"| {t0:g} | {near * 1e3:.1f} | {every * 1e3:.1f} | {every / near:.1f}x | {diff:.1e} |")
 

@@ -360,7 +360,7 @@ def _near_blocks(p, tp, h, X, alpha, beta, J, logw, gamma, rows, coord, a_proj, 
     return nb
 
 
-@njit(cache=True, inline="always", fastmath=_REDUCE)
+@njit(cache=True, fastmath=_REDUCE)
 def _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, nb, logw, gamma, refine, R, C, lse,
                     ess):
     """Point ``p``'s softmax over the pairs of blocks ``los[q] <= k < his[q]``, ``q < nb`` (the
@@ -430,9 +430,7 @@ def pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, rows, co
         if N > 0:
             nb = _near_blocks(p, t[p], inv2s2[p], X, alpha, beta, J, logw, gamma, rows, coord, a_proj, b_proj, lw_max,
                               cap, near_lo, near_hi, near_run)
-        if nb >= 0:
-            _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, near_lo, near_hi, near_run, nb, logw, gamma,
-                            refine, R, C, lse, ess)
-        else:
-            _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, runs.shape[0], logw, gamma,
-                            refine, R, C, lse, ess)
+        if nb < 0:  # every block
+            near_lo, near_hi, near_run, nb = los, his, runs, runs.shape[0]
+        _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, near_lo, near_hi, near_run, nb, logw, gamma, refine,
+                        R, C, lse, ess)
