@@ -107,27 +107,34 @@ def write_points(run, path, n0, n, progress=False, start=0, attrs=None):
         if n0 == start:
             create(f, run, attrs or {})
         bar = progress_bar(n, "targets", "pt", initial=n0, enabled=progress)
+        pending = Pending(f)
         flushed = time.perf_counter()
         with interrupt_between_batches() as stop:
-            for k in range(n0 // B, math.ceil(n / B)):
-                if stop.requested:
-                    raise KeyboardInterrupt
-                b = sampler.batch(run, k, timings)
+            try:
+                for k in range(n0 // B, math.ceil(n / B)):
+                    if stop.requested:
+                        raise KeyboardInterrupt
+                    b = sampler.batch(run, k, timings)
+                    t0 = time.perf_counter()
+                    lo, hi = max(n0, k * B), min(n, (k + 1) * B)
+                    rows = slice(lo - k * B, hi - k * B)
+                    for name in datasets(run):
+                        pending.add(name, b[name][rows])
+                    if run.store_pairs:
+                        pending.add("pairs/partner", b["partner"][rows].astype(np.int32))
+                        if lo == k * B:  # first time this batch is stored
+                            for name in PAIRS:
+                                pending.add(f"pairs/{name}", b[name][None])
+                    if time.perf_counter() - flushed >= FLUSH_SECONDS:  # a kill loses at most the points since
+                        pending.write()
+                        f.flush()
+                        flushed = time.perf_counter()
+                    timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
+                    bar.update(hi - lo)
+            finally:  # the computed batches are kept, also on Ctrl-C
                 t0 = time.perf_counter()
-                lo, hi = max(n0, k * B), min(n, (k + 1) * B)
-                rows = slice(lo - k * B, hi - k * B)
-                for name in datasets(run):
-                    append(f[name], b[name][rows])
-                if run.store_pairs:
-                    append(f["pairs/partner"], b["partner"][rows].astype(np.int32))
-                    if lo == k * B:  # first time this batch is stored
-                        for name in PAIRS:
-                            append(f["pairs"][name], b[name][None])
-                if time.perf_counter() - flushed >= FLUSH_SECONDS:  # a kill loses at most the points since
-                    f.flush()
-                    flushed = time.perf_counter()
+                pending.write()
                 timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0
-                bar.update(hi - lo)
         bar.close()
         t0 = time.perf_counter()
     timings["write"] = timings.get("write", 0.0) + time.perf_counter() - t0  # flush on close
@@ -165,6 +172,24 @@ def append(dataset, rows):
     start = dataset.shape[0]
     dataset.resize(start + len(rows), axis=0)
     dataset[start:] = rows
+
+
+class Pending:
+    """Rows waiting to be appended to the datasets of the open HDF5 file ``f``: a batch's rows are
+    collected (:meth:`add`) and written together (:meth:`write`, one resize and one write per
+    dataset), which at small ``D`` costs a fraction of writing every batch (each write passes
+    the filters of its chunks). Only what :meth:`write` wrote reaches the file."""
+
+    def __init__(self, f):
+        self.f, self.rows = f, {}
+
+    def add(self, name, rows):
+        self.rows.setdefault(name, []).append(rows)
+
+    def write(self):
+        for name, parts in self.rows.items():
+            append(self.f[name], np.concatenate(parts))
+        self.rows = {}
 
 
 class _Stop:
