@@ -154,18 +154,13 @@ class Paths(NamedTuple):
     gamma: object = None
 
 
-def fused(gemm, N, M, K):
-    """Whether :func:`path_terms` takes the fused sparse path (direct and ``K <= N + M``)."""
-    return not gemm and K <= N + M
-
-
 def prepare_paths(k, xp, A, B, I, J, logw, gemm):
     """The :class:`Paths` of the charges ``A``, ``B`` (arrays of ``xp``) and the plan's support
     ``I``, ``J``, ``logw`` (NumPy), computed once for many :func:`path_terms` calls. A plan with
     dense rows (:func:`physfield.kernels.near.dense_rows`) has its sinks renumbered so that the
     kernels can find each point's near pairs by bisection."""
     N, M = A.shape[0], B.shape[0]
-    if fused(gemm, N, M, len(I)):
+    if not gemm and len(I) <= N + M:  # the fused sparse path
         return Paths(A, B, xp.asarray(I), xp.asarray(J), xp.asarray(logw))
     if near.dense_rows(N, len(I)):
         order, I, J, logw = near.relabel(_host(B), I, J, logw)

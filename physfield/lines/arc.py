@@ -4,8 +4,8 @@ Following in arc length (:func:`follow_arc`). Anywhere, the line through ``p(0)`
 ``dp/dtau = u(p) = E/|E|`` with ``tau`` its arc length, stepped by the methods of
 :mod:`physfield.lines.rk` on this autonomous equation: fixed steps ``h`` (a number, or per line
 ``h(p)``), or an embedded pair's steps, one per line, controlled by its error and at most ``h``.
-A stage where ``u`` is 0 or not finite has no direction. Only the still active lines are stepped; after every step each
-of them is judged by the end rules of :class:`Ends`, first rule first:
+A stage where ``u`` is 0 or not finite has no direction. Only the still active lines are
+stepped; after every step each of them is judged by the end rules of :class:`Ends`, first rule first:
 
 1. ``lost``      no direction where the line is (a null point, or outside a field that
                  vanishes there): the line stays where it was before the step. (When only a
@@ -47,7 +47,7 @@ from array_api_compat import device as array_device
 
 from ..validate import finite_number, positive_int
 from .crossings import Crossings, cut, net, no_crossings, step_crossings
-from .rk import FIXED, GROW, METHODS, PAIRS, SAFETY, SHRINK, advance, check_method, embedded_step
+from .rk import FIXED, GROW, METHODS, PAIRS, SAFETY, SHRINK, advance, check_method, embedded_step, row_errors
 
 STATUS = ("arrived", "leaked", "reversed", "lost")
 ARRIVED, LEAKED, REVERSED, LOST = range(len(STATUS))
@@ -167,6 +167,19 @@ def nearest_sq(x, targets, xp=None):
 HALVINGS = 30
 
 
+def _recording(direction, dtype, xp, stages):
+    """``rate(dt, y)``: the direction at ``y`` in ``dtype``, 0 in the rows without one (zero or
+    not finite); each call appends ``(ok, u)`` to ``stages``."""
+    def rate(_, y):
+        u = xp.astype(direction(y), dtype, copy=False)
+        ok = xp.all(xp.isfinite(u), axis=1) & xp.any(u != 0, axis=1)
+        u = xp.where(ok[:, None], u, 0.0)
+        stages.append((ok, u))
+        return u
+
+    return rate
+
+
 def _arc_step(direction, q, h, method, xp, halvings=HALVINGS):
     """One step of ``dp/dtau = u`` from ``q``: ``(new, stalled, turned)``. A row with no direction
     at ``q`` itself is stalled and stays at ``q``. A row whose direction fails only at a later
@@ -174,15 +187,7 @@ def _arc_step(direction, q, h, method, xp, halvings=HALVINGS):
     its step, up to ``halvings`` times, and then takes the Euler step ``q + h u(q)``; so a line
     closes in on a plate beyond which its field vanishes rather than jump across it."""
     stages = []
-
-    def rate(_, y):
-        u = xp.astype(direction(y), q.dtype, copy=False)
-        ok = xp.all(xp.isfinite(u), axis=1) & xp.any(u != 0, axis=1)
-        u = xp.where(ok[:, None], u, 0.0)
-        stages.append((ok, u))
-        return u
-
-    new = advance(rate, q, h, method)
+    new = advance(_recording(direction, q.dtype, xp, stages), q, h, method)
     (ok1, u1) = stages[0]
     every = ok1
     turned = xp.zeros_like(ok1)
@@ -204,32 +209,22 @@ def _arc_step(direction, q, h, method, xp, halvings=HALVINGS):
 def _embedded_arc_step(direction, q, h, k1, pair, rtol, atol, xp):
     """One trial step of the embedded ``pair`` from each row of ``q`` with its own step ``h``
     (``(m, 1)``), ``k1 = u(q)`` known: ``(new, every, err, k_last, turned)``. ``every``: every
-    stage had a direction; ``err``: each row's scaled error (:func:`physfield.lines.rk.error_norm`
-    per row, ``inf`` where not finite); ``k_last = u(new)`` (the next step's first stage)."""
+    stage had a direction; ``err``: each row's scaled error (:func:`physfield.lines.rk.row_errors`);
+    ``k_last = u(new)`` (the next step's first stage)."""
     stages = []
-
-    def rate(_, y):
-        u = xp.astype(direction(y), q.dtype, copy=False)
-        ok = xp.all(xp.isfinite(u), axis=1) & xp.any(u != 0, axis=1)
-        stages.append((ok, u))
-        return xp.where(ok[:, None], u, 0.0)
-
-    new, error, k_last = embedded_step(rate, q, h, pair, k1)
+    new, error, k_last = embedded_step(_recording(direction, q.dtype, xp, stages), q, h, pair, k1)
     every = stages[0][0]
     turned = k1[:, 0] < 0
     for ok, u in stages:
         every, turned = every & ok, turned | (u[:, 0] < 0)
-    scale = atol + rtol * xp.maximum(xp.abs(q), xp.abs(new))
-    err = xp.sqrt(xp.mean((error / scale) ** 2, axis=1))
-    err = xp.where(xp.isfinite(err), err, float("inf"))
-    return new, every, err, k_last, turned
+    return new, every, row_errors(xp, error, q, new, rtol, atol), k_last, turned
 
 
 class _Adaptive:
     """The steps of an embedded pair in arc length, one step size per line (module docstring):
     ``step(counted, old, rows, cap)`` for the active lines ``rows`` at ``old`` returns ``(new,
-    stalled, turned, moved)`` (``cap``: each row's largest step); a rejected row stays where it is (``moved`` false) and tries again
-    with a smaller step. Each line keeps its step and its first stage (``u`` at its point) between
+    stalled, turned, moved)`` (``cap``: each row's largest step); a rejected row stays where it
+    is (``moved`` false) and tries again with a smaller step. Each line keeps its step and its first stage (``u`` at its point) between
     calls. A step whose later stages find no direction (a stage past the plate of a field that
     vanishes beyond it) is retried with half its length; once a line has retried ``HALVINGS``
     times so (over its whole course: its steps would otherwise creep up to a plate, halving the

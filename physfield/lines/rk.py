@@ -176,9 +176,9 @@ def _combine(weights, k):
     return total
 
 
-def error_norm(xp, error, y, y_new, rtol, atol):
-    """The scaled error of a step: the largest over rows of the root mean square over columns of
-    ``error / (atol + rtol max(|y|, |y_new|))``.
+def row_errors(xp, error, y, y_new, rtol, atol):
+    """Each row's scaled error: the root mean square over columns of ``error / (atol + rtol
+    max(|y|, |y_new|))``, ``inf`` where it is not finite.
 
     Parameters
     ----------
@@ -191,13 +191,25 @@ def error_norm(xp, error, y, y_new, rtol, atol):
 
     Returns
     -------
-    float
-        The scaled error (accepted when ``<= 1``); ``inf`` when it is not finite.
+    array (n,)
+        The scaled error of each row (a row's step is accepted when it is ``<= 1``).
     """
     scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
     rms = xp.sqrt(xp.mean((error / scale) ** 2, axis=1))
-    worst = float(xp.max(rms)) if rms.shape[0] else 0.0
-    return worst if worst == worst else float("inf")
+    return xp.where(xp.isfinite(rms), rms, float("inf"))
+
+
+def error_norm(xp, error, y, y_new, rtol, atol):
+    """The scaled error of a step taken by all rows together: the largest of :func:`row_errors`
+    (the same parameters).
+
+    Returns
+    -------
+    float
+        The scaled error (accepted when ``<= 1``); ``inf`` when it is not finite.
+    """
+    rms = row_errors(xp, error, y, y_new, rtol, atol)
+    return float(xp.max(rms)) if rms.shape[0] else 0.0
 
 
 def next_step(h, err, order):
