@@ -32,7 +32,7 @@ import physfield as physfield_package
 from physfield import fields as pf_fields
 from physfield import plans as pf_plans
 from physfield.kernels.backend import NAMES as BACKENDS
-from physfield.lines import FIXED, METHODS
+from physfield.lines import METHODS
 from physfield.targets.sampler import NOISE, PLAN, Z_SCHEDULE, Z_SCHEDULES
 from physfield.tracing import METHOD as TRACE_METHOD
 from physfield.tracing import RTOL as TRACE_RTOL
@@ -214,6 +214,14 @@ measure_options = stack([
     click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only."),
 ])
 
+#: check's and trace's line stepper
+line_options = stack([
+    click.option("--method", type=click.Choice(METHODS), default=TRACE_METHOD, show_default=True,
+                 help="the lines' steps: fixed (euler, heun, rk4) or adaptive (bs32, dopri5)."),
+    click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=TRACE_RTOL, show_default=True,
+                 help="rtol = atol of the adaptive methods."),
+])
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="physfield")
@@ -224,10 +232,11 @@ def physfield():
 @physfield.command()
 @field_options
 @measure_options
+@line_options
 @click.option("--only", default=None, metavar="NAME,...",
               help="measure only these checks (comma-separated row names) [default: all].")
 @one_line_errors
-def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, only, **given):
+def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, method, rtol, only, **given):
     """Measure a field's properties and mark each one pass or fail.
 
     The field is built between --n samples of --source (z = 0) and of --target (z = L).
@@ -239,7 +248,8 @@ def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
 
     field = pf_fields.build(spec, L=L, **collect_field_params(given, extra))
     only = None if only is None else [name.strip() for name in only.split(",") if name.strip()]
-    report = checks_report.check(field, source, target, n, dim, plan, backend, seed, only, progress=not as_json)
+    report = checks_report.check(field, source, target, n, dim, plan, backend, seed, only, progress=not as_json,
+                                 method=method, rtol=rtol)
     click.echo(json.dumps(report, indent=2) if as_json else checks_report.text(report))
     click.get_current_context().exit(0 if report["passed"] else 1)
 
@@ -250,10 +260,7 @@ def check(spec, source, target, dim, n, plan, L, extra, seed, backend, as_json, 
 @click.option("--lines", type=click.IntRange(min=1), default=512, show_default=True, help="field lines to trace.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=4000, show_default=True,
               help="steps in arc length after which a line is lost.")
-@click.option("--method", type=click.Choice(METHODS), default=TRACE_METHOD, show_default=True,
-              help="fixed steps (euler, heun, rk4) or adaptive (bs32, dopri5).")
-@click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=TRACE_RTOL, show_default=True,
-              help="rtol = atol of the adaptive methods.")
+@line_options
 @click.option("--plot", type=OutputFile(), default=None,
               help="write a PNG of the lines in the (z, x1) plane (and in 3-D for D = 2).")
 @click.option("--sweep-L", "sweep", default=None,
@@ -360,6 +367,14 @@ def targets(spec, source, target, dim, n, batch, plan, reg, noise, lam, z_schedu
             engine.close()
     click.echo(str(result))
 
+#: check's and trace's line stepper
+line_options = stack([
+    click.option("--method", type=click.Choice(METHODS), default=TRACE_METHOD, show_default=True,
+                 help="the lines' steps: fixed (euler, heun, rk4) or adaptive (bs32, dopri5)."),
+    click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=TRACE_RTOL, show_default=True,
+                 help="rtol = atol of the adaptive methods."),
+])
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="physfield")
@@ -422,15 +437,13 @@ def tolerance_options(rtol):
     return decorate
 
 
-def learned_lines_options(method, methods=tuple(FIXED)):
-    """The options that load a learned net and step its lines (``method``: the default stepper,
-    one of ``methods``)."""
+def learned_lines_options(method):
+    """The options that load a learned net and step its lines (``method``: the default stepper)."""
     def decorate(f):
         options = [
             click.option("--checkpoint", required=True, help="run folder or checkpoint.pt."),
-            click.option("--method", type=click.Choice(methods), default=method, show_default=True,
-                         help="fixed steps (euler, heun, rk4) or adaptive (bs32, dopri5)" if len(methods) > 3
-                         else "fixed steps (lines in arc length)."),
+            click.option("--method", type=click.Choice(METHODS), default=method, show_default=True,
+                         help="fixed steps (euler, heun, rk4) or adaptive (bs32, dopri5)."),
             click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
             click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
@@ -444,7 +457,7 @@ def learned_lines_options(method, methods=tuple(FIXED)):
 
 
 @learn.command("sample")
-@learned_lines_options("rk4", METHODS)
+@learned_lines_options("rk4")
 @tolerance_options(1e-4)
 @click.option("--n", type=click.IntRange(min=1), required=True, help="samples to draw.")
 @click.option("-o", "--out", required=True, type=OutputFile(), help="samples (n, D) as .npy.")
@@ -544,13 +557,14 @@ def learn_logprob(checkpoint, points_path, out, steps, method, rtol, atol, diver
 
 
 @learn.command("check")
-@learned_lines_options("rk4")
+@learned_lines_options("bs32")
+@tolerance_options(1e-4)
 @click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True, help="learned lines to follow.")
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
               help="arc-length step (L - eps) / steps; a line gets 10 x steps at most.")
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON only.")
 @one_line_errors
-def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
+def learn_check(checkpoint, n, steps, method, seed, weights, device, rtol, atol, as_json):
     """Follow the learned lines from P in arc length and measure how they end: f_z <= 0, back
     behind P, through z = L outside Q, lost, ending off Q. Exit status 1 when a property the
     run's field claims fails."""
@@ -562,7 +576,7 @@ def learn_check(checkpoint, n, steps, method, seed, weights, device, as_json):
 
     device = resolve_device(device)
     model, run = load_model(checkpoint, weights, device)
-    rows, _ = check_lines(model, run, n, steps, method, seed, device, progress=not as_json)
+    rows, _ = check_lines(model, run, n, steps, method, seed, device, progress=not as_json, rtol=rtol, atol=atol)
     passed = checks_report.passed(rows)
     if as_json:
         click.echo(json.dumps({"checkpoint": str(checkpoint), "field": run.field.params(), "checks": rows,

@@ -4,7 +4,9 @@ The learned field is followed like an exact one in ``physfield check``: as a bla
 ``P`` in arc length, free to turn back or to pass the sink plate, with the one follower of
 physfield (:func:`physfield.lines.follow_arc`). Lines start at ``(eps, a)``, ``a ~ P`` (the run's
 source spec); the direction is ``f / |f|`` for a direction net and ``(1, f / L) / |(1, f / L)|``
-for a velocity net (whose ``f_z`` is 1 by construction); the step is ``(L - eps) / steps``.
+for a velocity net (whose ``f_z`` is 1 by construction); by default the Bogacki-Shampine pair
+steps each line (``rtol = atol = 1e-4``, steps at most ``(L - eps) / steps``), as ``physfield
+check`` does; on the README's moons run it gives the RK4 figures in 421 evaluations instead of 556.
 The end rules are those of :mod:`learn.sample` (``Q``'s support ball as the one target, no
 capture before the plate). Rows (the properties the run's field claims are marked pass/fail,
 the others measured):
@@ -51,7 +53,7 @@ FLOOR_SD = 3.0  # the learned W2 may exceed the mean of that score by this many 
 
 
 @torch.no_grad()
-def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", progress=False):
+def check(model, run, n=1000, steps=100, method="bs32", seed=0, device="cpu", progress=False, rtol=1e-4, atol=1e-4):
     """The rows of the module docstring for ``n`` learned lines of a run's net.
 
     Parameters
@@ -64,15 +66,19 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     n : int
         The number of lines, started at ``n`` draws of the run's source spec (default 1000).
     steps : int
-        The step is ``(L - eps) / steps``, the step cap ``ARC_STEP_CAP * steps`` (default 100).
+        The step is ``(L - eps) / steps`` (an embedded pair's longest step), the step cap
+        ``ARC_STEP_CAP * steps`` (default 100).
     method : str
-        ``"euler"``, ``"heun"`` or ``"rk4"`` (the default).
+        An embedded pair ``"bs32"`` (the default) or ``"dopri5"`` (each line its own step,
+        :func:`physfield.lines.follow_arc`), or fixed steps ``"euler"``, ``"heun"``, ``"rk4"``.
     seed : int
         The seed of the starts' draw (default 0).
     device : str or torch.device
         Where the lines are followed (default ``"cpu"``).
     progress : bool
         Report the lines that ended (:func:`physfield.progress.bar`).
+    rtol, atol : float
+        An embedded pair's tolerances (default ``1e-4`` each; float32 lines).
 
     Returns
     -------
@@ -93,7 +99,7 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     ends = support_ends(L, centre, r, ARC_RADIUS * (L + r))
     bar = progress_bar(n, "checking", "line", enabled=progress)
     res = lines.follow_arc(unit_fn(model, target, L), p, ends, (L - eps) / steps, ARC_STEP_CAP * steps,
-                           method, on_step=ended_lines(bar, n))
+                           method, on_step=ended_lines(bar, n), rtol=rtol, atol=atol)
     bar.close()
     status = res.status.cpu().numpy()
     share = {name: float(np.mean(status == code)) for code, name in enumerate(lines.STATUS)}
@@ -105,7 +111,9 @@ def check(model, run, n=1000, steps=100, method="rk4", seed=0, device="cpu", pro
     off = float(np.mean(~arrived | (tree.query(end)[0] > spacing)))
     exact_off = float(np.mean(tree.query(pdata.sample(run.targets.target, n, seed=2, dim=D))[0] > spacing))
     turned = float(res.turned.float().mean())
-    how = f"{n} learned lines from P, {method} in arc length, step (L - eps)/{steps}, {res.evaluations} evaluations"
+    stepper = f"{method} (rtol {rtol:g}, atol {atol:g}, steps at most" if method in lines.PAIRS else f"{method}, step"
+    how = f"{n} learned lines from P, {stepper} (L - eps)/{steps}{')' if method in lines.PAIRS else ''}, " \
+          f"{res.evaluations} evaluations"
     rows = [
         ("lines_turned", "forward", turned, turned <= LINE_TOL, f"<= {LINE_TOL}",
          f"{how}: share meeting f_z <= 0" + (f" (a {target.name} net: f_z = 1 by construction)"

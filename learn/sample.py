@@ -126,7 +126,8 @@ class SampleResult:
         return text
 
 
-def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False, on_step=None):
+def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler", keep=False, on_step=None,
+               rtol=1e-4, atol=1e-4):
     """Follow ``dp/dtau = f/|f|`` from the rows of ``p`` with step ``h`` by
     :func:`physfield.lines.follow_arc` (module docstring, Coulomb runs): the end rules with ``Q``'s
     support ball as the one target, no capture before the plate, escape beyond ``radius`` of
@@ -141,7 +142,7 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     L : float
         The plate distance (the sink plate ``z = L``).
     h : float
-        The arc-length step, ``> 0``.
+        The arc-length step, ``> 0`` (an embedded pair's longest step).
     max_steps : int
         Lines still running after this many steps are lost.
     centre : torch.Tensor, shape (D,)
@@ -151,11 +152,14 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     radius : float
         The escape radius ``> 0`` around ``(L/2, centre)``.
     method : str
-        ``"euler"`` (the default), ``"heun"`` or ``"rk4"``.
+        ``"euler"`` (the default), ``"heun"``, ``"rk4"``, or an embedded pair ``"bs32"``,
+        ``"dopri5"`` (each line its own step).
     keep : bool
         Also keep every line's points after each step (the follower's ``path``).
     on_step : callable, optional
         Passed to :func:`physfield.lines.follow_arc` (``on_step(lines still going)``).
+    rtol, atol : float
+        An embedded pair's tolerances (default ``1e-4`` each).
 
     Returns
     -------
@@ -165,7 +169,7 @@ def follow_arc(model, p, L, h, max_steps, centre, support, radius, method="euler
     if not (h > 0 and radius > 0 and support >= 0):
         raise ValueError(f"need step h > 0, radius > 0 and support radius >= 0, got {h}, {radius}, {support}")
     return lines.follow_arc(unit_fn(model), p, support_ends(L, centre, support, radius), h, max_steps, method,
-                            keep=keep, on_step=on_step)
+                            keep=keep, on_step=on_step, rtol=rtol, atol=atol)
 
 
 def support_ends(L, centre, support, radius):
@@ -303,7 +307,7 @@ def sample(model, run, n, source=None, steps=100, method="rk4", seed=0, trajecto
     x0 = pdata.sample(source, n, seed=seed, dim=D)
     x = torch.from_numpy(x0.astype(np.float32)).to(device)
     if run.lines == "arc":
-        return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius, progress)
+        return _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius, progress, rtol, atol)
     limit = STEEP_FACTOR * run.steepest if run.steepest else None
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     net = conditioned(model, y, guidance)
@@ -322,7 +326,7 @@ def sample(model, run, n, source=None, steps=100, method="rk4", seed=0, trajecto
     return SampleResult(out, paths, stats, x0)
 
 
-def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius, progress):
+def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radius, progress, rtol, atol):
     """The Coulomb branch of :func:`sample`: arc length from ``(eps, x0)`` (module docstring)."""
     D, L, eps = run.D, run.L, run.eps
     positive_int("steps", steps)
@@ -333,7 +337,8 @@ def _sample_arc(model, run, x, x0, steps, method, trajectories, max_steps, radiu
     p = torch.cat([torch.full_like(x[:, :1], eps), x], dim=1)
     centre = torch.from_numpy(c.astype(np.float32)).to(x.device)
     bar = progress_bar(len(x0), "sample", "line", enabled=progress)
-    res = follow_arc(model, p, L, h, max_steps, centre, r, radius, method, trajectories, ended_lines(bar, len(x0)))
+    res = follow_arc(model, p, L, h, max_steps, centre, r, radius, method, trajectories, ended_lines(bar, len(x0)),
+                     rtol, atol)
     bar.close()
     status = res.status.cpu().numpy()
     mask = status == lines.ARRIVED

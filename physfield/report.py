@@ -56,8 +56,8 @@ from scipy.stats import chi2
 from . import checks, plans
 from .progress import bar as progress_bar
 from .kernels import get_backend
-from .lines import STATUS
-from .tracing import Geometry, follow
+from .lines import PAIRS, STATUS
+from .tracing import METHOD, RTOL, Geometry, follow
 
 PLANES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)  # flux planes z / L
 N_LINES = 512
@@ -93,6 +93,22 @@ class Setup:
     rng: np.random.Generator
     n_lines: int = N_LINES
     max_steps: int = MAX_STEPS
+    method: str = METHOD
+    rtol: float = RTOL
+
+    def follow(self, bound, alpha, geometry, n_lines, **options):
+        """:func:`physfield.tracing.follow` with this check's stepper, tolerance and step cap."""
+        return follow(bound, alpha, geometry, n_lines, self.rng, self.max_steps, method=self.method, rtol=self.rtol,
+                      **options)
+
+    @property
+    def stepping(self):
+        """The stepper in words, for the rows' methods."""
+        return f"{self.method} (rtol = atol = {self.rtol:g})" if self.method in PAIRS else self.method
+
+    def geometry_of(self, A, B, **scales):
+        """:meth:`physfield.tracing.Geometry.of` with the step bounds of this check's stepper."""
+        return Geometry.of(A, B, self.L, method=self.method, **scales)
 
     @property
     def dim(self):
@@ -115,7 +131,7 @@ class Setup:
 
     @cached_property
     def geometry(self):
-        return Geometry.of(self.A, self.B, self.L)
+        return self.geometry_of(self.A, self.B)
 
     @cached_property
     def probe_planes(self):
@@ -134,17 +150,16 @@ class Setup:
         ``N_SINGLE`` lines with the crossings of ``PLANES`` recorded."""
         origin = np.zeros((1, self.small_dim))
         bound = self.field.bind(origin, origin, plan=np.ones((1, 1)), backend=self.backend)
-        geometry = Geometry.of(origin, origin, self.L, r0=1e-3 * self.L)
-        starts, res = follow(bound, np.ones(1), geometry, N_SINGLE, self.rng, self.max_steps,
-                             planes=self.L * np.asarray(PLANES), record=True)
+        geometry = self.geometry_of(origin, origin, r0=1e-3 * self.L)
+        starts, res = self.follow(bound, np.ones(1), geometry, N_SINGLE, planes=self.L * np.asarray(PLANES),
+                                  record=True)
         return bound, geometry, starts, res
 
     @cached_property
     def lines(self):
         """``(starts, ArcLines)`` on ``PLANES`` and the probe planes, crossings recorded."""
         planes = np.concatenate([self.L * np.asarray(PLANES), self.probe_planes])
-        return follow(self.bound, self.marginals[0], self.geometry, self.n_lines, self.rng, self.max_steps,
-                      planes=planes, record=True)
+        return self.follow(self.bound, self.marginals[0], self.geometry, self.n_lines, planes=planes, record=True)
 
 
 def finite(x):
@@ -202,8 +217,8 @@ def line_rows(s):
     back = float(np.mean((res.status == STATUS.index("reversed")) | res.turned))
     open_ = open_planes(s.L, s.geometry.r0)
     net = res.crossings[:len(PLANES)][open_] / n
-    how = (f"{n} lines from flux-weighted starts on spheres r0={s.geometry.r0:.2g} around the sources, RK4 in "
-           f"arc length, {res.evaluations} evaluations")
+    how = (f"{n} lines from flux-weighted starts on spheres r0={s.geometry.r0:.2g} around the sources, {s.stepping} "
+           f"in arc length, {res.evaluations} evaluations")
     skipped = f"; {np.sum(~open_)} inside the spheres skipped" if not open_.all() else ""
     return [
         make_row(s, "lines_arrived", "endpoints", 1 - share["arrived"], 1 - share["arrived"] <= LINE_TOL, LINE_TOL,
@@ -361,7 +376,7 @@ def superposition_rows(s):
 
 def pairing_rows(s):
     """Shares of lines from source i ending at sink j against ``pi_ij`` (module docstring)."""
-    D, L, rng = s.small_dim, s.L, s.rng
+    D, L = s.small_dim, s.L
     _, _, _, single = s.single
     width = float(np.abs(single.events.point[:, 1:]).max()) if len(single.events.line) else L
     gap = 8 * max(width, 1e-6 * L)
@@ -375,8 +390,7 @@ def pairing_rows(s):
         pi[a, b] = w
     pi /= pi.sum()
     bound = s.field.bind(A, B, plan=pi, backend=s.backend)
-    geo = Geometry.of(A, B, L)
-    starts, res = follow(bound, pi.sum(axis=1), geo, s.n_lines, rng, s.max_steps, proposals=PAIRING_PROPOSALS)
+    starts, res = s.follow(bound, pi.sum(axis=1), s.geometry_of(A, B), s.n_lines, proposals=PAIRING_PROPOSALS)
     arrived = res.status == STATUS.index("arrived")
     sink = np.argmin(cdist(res.end[:, 1:], B), axis=1)
     counts = np.array([np.sum(arrived & (starts.centre == a) & (sink == b)) for a, b in cells])
@@ -441,7 +455,7 @@ ROWS = tuple(name for names in STEPS.values() for name in names)
 
 
 def check(field, source="gaussian", target="8gaussians", n=256, dim=None, plan="paired", backend="auto", seed=0,
-          only=None, progress=True):
+          only=None, progress=True, method=METHOD, rtol=RTOL):
     """``physfield check`` in Python: draw the charges, measure the field's properties, report.
 
     ``n`` sources and sinks come from the data specs, with the probes' seed, from three streams
@@ -465,20 +479,26 @@ def check(field, source="gaussian", target="8gaussians", n=256, dim=None, plan="
         Names of :data:`ROWS` to measure (default: all).
     progress : bool
         Report the procedures done (:func:`physfield.progress.bar`).
+    method : str
+        The lines' stepper (default :data:`physfield.tracing.METHOD`, ``bs32``; ``rk4`` for fixed
+        steps).
+    rtol : float
+        An embedded pair's tolerance, ``rtol = atol`` (default :data:`physfield.tracing.RTOL`).
 
     Returns
     -------
     dict
-        ``field`` (its parameters), ``config`` (source, target, dim, n, plan, seed, backend),
+        ``field`` (its parameters), ``config`` (source, target, dim, n, plan, seed, backend, method, rtol),
         ``checks`` (the rows), ``passed`` (:func:`passed`), ``seconds``; :func:`text` prints it.
     """
     from . import data
 
     start = time.perf_counter()
     A, B, probe_seed = data.draw_pair(source, target, n, seed, dim)
-    rows, used = measure(field, A, B, plan, backend, probe_seed, only=only, progress=progress)
+    rows, used = measure(field, A, B, plan, backend, probe_seed, only=only, progress=progress, method=method, rtol=rtol)
     config = {"source": source, "target": target, "dim": A.shape[1], "n": n,
-              "plan": plan if isinstance(plan, str) else "explicit", "seed": seed, "backend": used}
+              "plan": plan if isinstance(plan, str) else "explicit", "seed": seed, "backend": used, "method": method,
+              "rtol": rtol}
     return {"field": field.params(), "config": config, "checks": rows, "passed": passed(rows),
             "seconds": time.perf_counter() - start}
 
@@ -498,19 +518,23 @@ def text(report):
     params = " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in f.items() if k != "kind")
     lines = [f"physfield check: {f['kind']} field, {params}",
              (f"data: {c['source']} -> {c['target']}, D={c['dim']}, n={c['n']} per side, plan={c['plan']}, "
-              f"seed={c['seed']}, backend={c['backend']}"), ""]
+              f"seed={c['seed']}, backend={c['backend']}, lines by {c['method']}"
+              + (f" (rtol {c['rtol']:g})" if c["method"] in PAIRS else "")), ""]
     lines += rows_table(report["checks"])
     lines += ["", f"{verdict(report['checks'])}  [{report['seconds']:.1f} s]"]
     return "\n".join(line.rstrip() for line in lines)
 
 
-def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STEPS, only=None, progress=True):
+def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STEPS, only=None, progress=True,
+            method=METHOD, rtol=RTOL):
     """Measure every property of ``field`` with its charges and plan; returns ``(rows, backend name)``.
 
     ``n_lines`` lines are followed for the line checks and the pairing configuration, each for at
     most ``max_steps`` steps (a line still going is ``lost``: it did not arrive). ``only``: names
     of :data:`ROWS` to measure (the procedures that give them run; the other rows are left out);
     all by default. ``progress``: report the procedures done (:func:`physfield.progress.bar`).
+    ``method``, ``rtol``: the lines' stepper and its tolerance (``rtol = atol``), as ``physfield
+    trace``'s (:func:`physfield.tracing.trace`).
     """
     only = ROWS if only is None else tuple(only)
     unknown = sorted(set(only) - set(ROWS))
@@ -520,7 +544,7 @@ def measure(field, A, B, plan, backend, seed, n_lines=N_LINES, max_steps=MAX_STE
     rng = np.random.default_rng(seed)
     plan = plans.resolve(plan, A, B)
     s = Setup(field, np.asarray(A, np.float64), np.asarray(B, np.float64), plan, get_backend(backend).name, rng,
-              n_lines, int(max_steps))
+              n_lines, int(max_steps), method, rtol)
     rows = []
     bar = progress_bar(len(steps), f"checking {field!r}", "check", enabled=progress)
     for step in steps:

@@ -165,15 +165,18 @@ GAUSSIAN_TO_MOONS = {"source": "gaussian", "target": "moons"}
     (Affine([20.0, 0.0]), "velocity", {}, {"lines_leaked"}),  # thrown wide of Q: no line arrives
     (Affine([0.0, 0.0], fz=lambda p: 3.0 - p[:, 0]), "direction", {}, {"lines_turned", "lines_lost"}),
 ], ids=["straight", "identity", "shifted", "wide", "turning"])
-def test_learn_check_measures_learned_lines(net_, target, data, failing):
+@pytest.mark.parametrize("method", ["bs32", "rk4"])
+def test_learn_check_measures_learned_lines(net_, target, data, failing, method):
     """A net whose lines end at draws of Q (the exact transport of P = Q) passes; a net that does not
     transport P, or moves Q by a fraction of its spread, fails transport_w2; one that throws the
     lines wide of Q fails leaked; one whose f_z turns negative at z = 3 (a null plane there: lines
-    stall) fails turned and lost."""
+    stall) fails turned and lost; with adaptive steps (the default) as with RK4's."""
     run = run_record(pf.StrongField(6.0, d=0.5), target, **data)
-    rows, stats = learn_check.check(net_, run, n=200, steps=50)
+    rows, stats = learn_check.check(net_, run, n=200, steps=50, method=method)
     failed = {r["name"] for r in rows if r["status"] == "fail"}
     assert failed == failing, rows
+    if failing == set():  # straight lines take the longest step, (L - eps) / 50: 50 steps of 3 (FSAL) or 4 stages
+        assert stats["evaluations"] == {"bs32": 3 * 50 + 1, "rk4": 4 * 50}[method]
     assert {r["name"] for r in rows} >= {"lines_turned", "lines_reversed", "lines_leaked", "lines_lost",
                                         "lines_off_q"}
     assert all(r["status"] == "measured" for r in rows if r["name"] == "lines_off_q")
@@ -314,4 +317,9 @@ def test_coulomb_run_end_to_end_cli(tmp_path):
     assert {row["status"] for row in report["checks"]} == {"measured"} and report["passed"]
     r = invoke("check", "--checkpoint", run, "--n", 30, "--steps", 10)
     assert r.exit_code == 0 and "lines_leaked" in r.output and "all 0 claimed properties hold" in r.output
+    assert "bs32 (rtol 0.0001, atol 0.0001, steps at most (L - eps)/10)" in r.output  # the default stepper
+    r = invoke("check", "--checkpoint", run, "--n", 30, "--steps", 10, "--method", "dopri5", "--rtol", "1e-3")
+    assert r.exit_code == 0 and "dopri5 (rtol 0.001, atol 0.0001" in r.output
+    r = invoke("check", "--checkpoint", run, "--n", 30, "--steps", 10, "--method", "rk4")
+    assert r.exit_code == 0 and "rk4, step (L - eps)/10" in r.output
     assert "Error:" in invoke("check", "--checkpoint", tmp_path / "nothing").output
