@@ -29,6 +29,9 @@ from numba import njit, prange
 
 #: pairs per block (scratch: three float64 arrays of this length per thread)
 BLOCK = 512
+#: points that share one allocation of scratch in :func:`pair_direct` (allocating it per point
+#: cost a quarter of the time at 256 x 256 pairs, ``bench/bench_lanes.py``)
+CHUNK = 16
 #: consecutive pairs of one row with consecutive columns that :func:`pair_blocks` makes a run
 RUN_MIN = 32
 #: partial maxima kept side by side (one AVX-512 register of float64)
@@ -169,37 +172,41 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
     coordinates as rows ``AT = a_k^T``, ``BT = b_k^T``, ``DT = BT - AT`` (each ``(D, K)``)."""
     K = logw.shape[0]
     D = X.shape[1]
-    for p in prange(X.shape[0]):
+    P = X.shape[0]
+    for q in prange((P + CHUNK - 1) // CHUNK):  # scratch once per chunk of points, not per point
         l, e, scale, lanes = _scratch(BLOCK)
-        oa = np.zeros(D)
-        ob = np.zeros(D)
-        x = X[p]
-        m = -math.inf
-        s1 = 0.0
-        s2 = 0.0
-        for lo in range(0, K, BLOCK):
-            n = min(BLOCK, K - lo)
-            _logits(x, t[p], inv2s2[p], AT, DT, logw, lo, l[:n])
-            mb = _max(l, n, lanes)
-            if mb > m:  # rescale what the earlier blocks accumulated
-                c = math.exp(m - mb) if s1 > 0.0 else 0.0
-                s1 *= c
-                s2 *= c * c
-                for d in range(D):
-                    oa[d] *= c
-                    ob[d] *= c
-                m = mb
-            for k in range(n):
-                l[k] -= m
-            exp_nonpositive(l, e, scale, n)
-            b1, b2 = _accumulate(x, AT, BT, e[:n], lo, oa, ob)
-            s1 += b1
-            s2 += b2
-        for d in range(D):
-            off_a[p, d] = oa[d] / s1
-            off_b[p, d] = ob[d] / s1
-        lse[p] = m + math.log(s1)
-        ess[p] = s1 * s1 / s2
+        oa = np.empty(D)
+        ob = np.empty(D)
+        for p in range(CHUNK * q, min(CHUNK * q + CHUNK, P)):
+            oa[:] = 0.0
+            ob[:] = 0.0
+            x = X[p]
+            m = -math.inf
+            s1 = 0.0
+            s2 = 0.0
+            for lo in range(0, K, BLOCK):
+                n = min(BLOCK, K - lo)
+                _logits(x, t[p], inv2s2[p], AT, DT, logw, lo, l[:n])
+                mb = _max(l, n, lanes)
+                if mb > m:  # rescale what the earlier blocks accumulated
+                    c = math.exp(m - mb) if s1 > 0.0 else 0.0
+                    s1 *= c
+                    s2 *= c * c
+                    for d in range(D):
+                        oa[d] *= c
+                        ob[d] *= c
+                    m = mb
+                for k in range(n):
+                    l[k] -= m
+                exp_nonpositive(l, e, scale, n)
+                b1, b2 = _accumulate(x, AT, BT, e[:n], lo, oa, ob)
+                s1 += b1
+                s2 += b2
+            for d in range(D):
+                off_a[p, d] = oa[d] / s1
+                off_b[p, d] = ob[d] / s1
+            lse[p] = m + math.log(s1)
+            ess[p] = s1 * s1 / s2
 
 
 @njit(cache=True)

@@ -42,10 +42,10 @@ def reference_offsets(t, inv2s2, X, A, B, I, J, logw):
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 3 * simd.BLOCK + 5), st.integers(1, 4),
-       st.sampled_from([np.float64, np.float32]), st.booleans())
-def test_pair_direct_matches_the_reference(seed, K, D, dtype, paired):
+       st.sampled_from([np.float64, np.float32]), st.booleans(), st.integers(1, 2 * simd.CHUNK + 3))
+def test_pair_direct_matches_the_reference(seed, K, D, dtype, paired, n):
+    """Every point's sums, ``n`` points over more than one chunk of :data:`simd.CHUNK`."""
     rng = np.random.default_rng(seed)
-    n = 3
     N = K if paired else int(rng.integers(1, 40))
     M = K if paired else int(rng.integers(1, 40))
     A = rng.normal(size=(N, D)).astype(dtype)
