@@ -11,7 +11,9 @@ contiguous passes over blocks of pairs, each a loop LLVM turns into SIMD code, w
   - a_k)|^2 / (2 sigma^2)`` from the coordinates (stored as ``(D, K)`` rows, so the inner loop
   runs over pairs), then ``sum e``, ``sum e^2``, ``sum e (x - a)``, ``sum e (x - b)``. When a
   block raises the running maximum ``m``, what was accumulated is rescaled by ``exp(m_old -
-  m_new)`` (an online softmax over blocks).
+  m_new)`` (an online softmax over blocks). A block is computed in the points' precision
+  (float32 points: float32 logits, exponentials and block sums, twice the SIMD
+  lanes), the sums across blocks in float64.
 - :func:`pair_softmax` (any plan, from the squared distances to the charges): the row and column
   sums of the pair weights, the pairs cut into blocks by :func:`pair_blocks`; for a plan with dense
   rows each point first finds the pairs it can see (:func:`_near_blocks`,
@@ -25,7 +27,8 @@ of the row bodies to round-off; both kernels are tested against
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 #: pairs per block (scratch: three float64 arrays of this length per thread)
 BLOCK = 512
@@ -44,6 +47,12 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # ln 2 split so that n * _LN2_HI is exact for |n| < 2^11
 _LN2_LO = 1.9082149292705877e-10
 _ROUND = 6755399441055744.0  # 1.5 * 2^52: y + _ROUND rounds y to an integer in the low mantissa bits
+#: float32: ``exp(x)`` below this is taken as 0 (``e^-87`` is float32's smallest normal number)
+EXP_FLOOR32 = np.float32(-87.0)
+_F = np.float32
+_LN2_HI32 = _F(0.693145751953125)  # 16 significant bits: n * _LN2_HI32 is exact for |n| < 2^7
+_LN2_LO32 = _F(1.428606765330187e-06)
+_ROUND32 = _F(12582912.0)  # 1.5 * 2^23
 
 # fast-math flags for the reductions (reassociation lets LLVM split sums and maxima into SIMD
 # lanes; no NaN reaches them: inputs are validated finite); exp_nonpositive gets fused
@@ -82,30 +91,81 @@ def _exp_parts(x):
     return p * r + 1.0, y
 
 
+@njit(cache=True, inline="always", fastmath=_FMA)
+def _exp_parts32(x):
+    """:func:`_exp_parts` in float32: ``p = sum_{i <= 7} r^i / i!`` (truncation error < r^8 / 8!
+    < 5e-9 relative, below float32's 6e-8), ``n`` in the low mantissa bits of ``y``."""
+    y = x * _F(_LOG2E) + _ROUND32
+    n = y - _ROUND32
+    r = x - n * _LN2_HI32 - n * _LN2_LO32
+    p = _F(1.0 / 5040.0)
+    p = p * r + _F(1.0 / 720.0)
+    p = p * r + _F(1.0 / 120.0)
+    p = p * r + _F(1.0 / 24.0)
+    p = p * r + _F(1.0 / 6.0)
+    p = p * r + _F(0.5)
+    p = p * r + _F(1.0)
+    return p * r + _F(1.0), y
+
+
+def _exp_parts_of(x):
+    """:func:`_exp_parts` or :func:`_exp_parts32`, by the precision of the scalar ``x``."""
+
+
+@overload(_exp_parts_of, inline="always")
+def _exp_parts_impl(x):
+    parts = _exp_parts32 if x == types.float32 else _exp_parts
+
+    def impl(x):
+        return parts(x)
+
+    return impl
+
+
+def _bit_layout(scale):
+    """``(bits, bias, shift, floor)`` of float64 or float32 ``scale``: its integer view, the
+    exponent's bias and position, and the floor of :func:`exp_nonpositive`."""
+
+
+@overload(_bit_layout, inline="always")
+def _bit_layout_impl(scale):
+    if scale.dtype == types.float32:
+        def impl(scale):
+            return scale.view(np.int32), 127, 23, EXP_FLOOR32
+    else:
+        def impl(scale):
+            return scale.view(np.int64), 1023, 52, EXP_FLOOR
+    return impl
+
+
 @njit(cache=True, fastmath=_FMA)
 def exp_nonpositive(x, out, scale, n):
-    """``out[k] = exp(x[k])`` for ``x <= 0`` (0 below :data:`EXP_FLOOR`), a few ulp from libm.
+    """``out[k] = exp(x[k])`` for ``x <= 0`` in the precision of ``x`` (float64: 0 below
+    :data:`EXP_FLOOR`, a few ulp from libm; float32: 0 below :data:`EXP_FLOOR32`, within one
+    float32 ulp).
 
-    Branch-free so it vectorises: ``p`` and ``y`` from :func:`_exp_parts`, then ``2^n`` is built
-    from its bits, ``(bits(y) + 1023) << 52`` (the exponent field of ``2^n``: ``y``'s low
-    mantissa bits hold ``2^51 + n`` and the shift drops everything above ``n + 1023``), and
-    ``out = p * 2^n``. ``scale`` is a float64 scratch array as long as ``x``.
+    Branch-free so it vectorises: ``p`` and ``y`` from :func:`_exp_parts` (float32:
+    :func:`_exp_parts32`), then ``2^n`` is built from its bits, ``(bits(y) + 1023) << 52``
+    (float32: ``+ 127 << 23``; the exponent field of ``2^n``: ``y``'s low mantissa bits hold
+    ``2^51 + n`` and the shift drops everything above ``n + 1023``), and ``out = p * 2^n``.
+    ``scale`` is a scratch array as long as ``x``, of its dtype.
     """
-    bits = scale.view(np.int64)
+    bits, bias, shift, floor = _bit_layout(scale)
     for k in range(n):
-        xk = x[k] if x[k] > EXP_FLOOR else EXP_FLOOR
-        out[k], scale[k] = _exp_parts(xk)
+        xk = x[k] if x[k] > floor else floor
+        out[k], scale[k] = _exp_parts_of(xk)
     for k in range(n):
-        bits[k] = (bits[k] + 1023) << 52
+        bits[k] = (bits[k] + bias) << shift
     for k in range(n):
-        out[k] = out[k] * scale[k] if x[k] > EXP_FLOOR else 0.0
+        out[k] = out[k] * scale[k] if x[k] > floor else 0.0
 
 
 @njit(cache=True)
-def _scratch(n):
-    """Per-thread scratch of the pair kernels: logits, exponentials and the exp's bit buffer
-    (``n`` each), and the ``LANES`` partial maxima of :func:`_max`."""
-    return np.empty(n), np.empty(n), np.empty(n), np.empty(LANES)
+def _scratch(n, like):
+    """Per-thread scratch of the pair kernels in the dtype of ``like``: logits, exponentials and
+    the exp's bit buffer (``n`` each), and the ``LANES`` partial maxima of :func:`_max`."""
+    dt = like.dtype
+    return np.empty(n, dt), np.empty(n, dt), np.empty(n, dt), np.empty(LANES, dt)
 
 
 @njit(cache=True, fastmath=_REDUCE)
@@ -147,8 +207,9 @@ def _accumulate(x, AT, BT, e, lo, oa, ob):
     """Adds ``sum e (x - a)`` and ``sum e (x - b)`` over the block to ``oa``, ``ob``; returns
     ``(sum e, sum e^2)``."""
     n = e.shape[0]
-    s1 = 0.0
-    s2 = 0.0
+    zero = e.dtype.type(0.0)
+    s1 = zero
+    s2 = zero
     for k in range(n):
         s1 += e[k]
         s2 += e[k] * e[k]
@@ -156,8 +217,8 @@ def _accumulate(x, AT, BT, e, lo, oa, ob):
         xd = x[d]
         a = AT[d, lo:lo + n]
         b = BT[d, lo:lo + n]
-        sa = 0.0
-        sb = 0.0
+        sa = zero
+        sb = zero
         for k in range(n):
             sa += e[k] * (xd - a[k])
             sb += e[k] * (xd - b[k])
@@ -169,12 +230,13 @@ def _accumulate(x, AT, BT, e, lo, oa, ob):
 @njit(parallel=True, cache=True)
 def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
     """The outputs of :func:`physfield.kernels.rows.pair_direct_row` for every point, from the pairs'
-    coordinates as rows ``AT = a_k^T``, ``BT = b_k^T``, ``DT = BT - AT`` (each ``(D, K)``)."""
+    coordinates as rows ``AT = a_k^T``, ``BT = b_k^T``, ``DT = BT - AT`` (each ``(D, K)``), each
+    block in the dtype of ``X`` (module docstring)."""
     K = logw.shape[0]
     D = X.shape[1]
     P = X.shape[0]
     for q in prange((P + CHUNK - 1) // CHUNK):  # scratch once per chunk of points, not per point
-        l, e, scale, lanes = _scratch(BLOCK)
+        l, e, scale, lanes = _scratch(BLOCK, X)
         oa = np.empty(D)
         ob = np.empty(D)
         for p in range(CHUNK * q, min(CHUNK * q + CHUNK, P)):
@@ -186,7 +248,7 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
             s2 = 0.0
             for lo in range(0, K, BLOCK):
                 n = min(BLOCK, K - lo)
-                _logits(x, t[p], inv2s2[p], AT, DT, logw, lo, l[:n])
+                _logits(x, X.dtype.type(t[p]), X.dtype.type(inv2s2[p]), AT, DT, logw, lo, l[:n])
                 mb = _max(l, n, lanes)
                 if mb > m:  # rescale what the earlier blocks accumulated
                     c = math.exp(m - mb) if s1 > 0.0 else 0.0
@@ -196,8 +258,9 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
                         oa[d] *= c
                         ob[d] *= c
                     m = mb
+                mx = X.dtype.type(m)
                 for k in range(n):
-                    l[k] -= m
+                    l[k] -= mx
                 exp_nonpositive(l, e, scale, n)
                 b1, b2 = _accumulate(x, AT, BT, e[:n], lo, oa, ob)
                 s1 += b1
@@ -374,7 +437,7 @@ def _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, nb
     pairs not in a block are taken as 0). Two passes: the first finds each block's largest
     logit, the second forms ``exp(l - m)`` only in blocks whose largest term is above
     :data:`EXP_FLOOR`."""
-    l, e, scale, lanes = _scratch(BLOCK)
+    l, e, scale, lanes = _scratch(BLOCK, inv2s2)  # float64 whatever the points' dtype
     ends = np.empty(BLOCK, beta.dtype)
     blockmax = np.empty(nb)
     tp = t[p]

@@ -1,10 +1,11 @@
 """The vectorised CPU pair kernels (:mod:`physfield.kernels.simd`) against the NumPy reference.
 
 - ``exp_nonpositive`` (polynomial exp built from bits) is within a few ulp of libm on ``[-700, 0]``
-  and exactly 0 below the floor.
+  and within one float32 ulp on ``[-87, 0]`` for float32 arrays; exactly 0 below the floor.
 - ``simd.pair_direct`` gives what :func:`physfield.kernels.reference.pair_softmax` implies (the
   offsets ``x - R A``, ``x - C B``), for any plan support, across block boundaries (the maximum may
-  sit in any block, so the online rescaling between blocks is exercised), in float64 and float32.
+  sit in any block, so the online rescaling between blocks is exercised), in float64 and float32
+  (computed in float32).
 - ``simd.pair_softmax`` gives :func:`physfield.kernels.reference.pair_softmax` for dense, sparse,
   shuffled and mixed plans (run blocks, gather blocks, skipped blocks), in float64 and float32.
 """
@@ -33,6 +34,25 @@ def test_exp_nonpositive_dense_grid():
     out, scratch = np.empty_like(x), np.empty_like(x)
     simd.exp_nonpositive(x, out, scratch, len(x))
     assert np.abs(out / np.exp(x) - 1).max() <= 4e-16
+
+
+@given(st.lists(st.floats(-100.0, 0.0, width=32), min_size=1, max_size=300))
+def test_exp_nonpositive_float32_matches_libm(xs):
+    """float32: within one float32 ulp of float64 libm on ``(EXP_FLOOR32, 0]``, 0 at and below."""
+    x = np.array(xs + [0.0, -1e-30, simd.EXP_FLOOR32, np.nextafter(simd.EXP_FLOOR32, np.float32(0)),
+                       -0.5 * np.log(2)], np.float32)
+    out, scratch = np.empty_like(x), np.empty_like(x)
+    simd.exp_nonpositive(x, out, scratch, len(x))
+    live = x > simd.EXP_FLOOR32
+    np.testing.assert_allclose(out[live], np.exp(x[live].astype(np.float64)), rtol=2**-23, atol=0)
+    assert (out[~live] == 0).all()
+
+
+def test_exp_nonpositive_float32_dense_grid():
+    x = (-np.linspace(0.0, 87.0, 200_001)[:-1]).astype(np.float32)
+    out, scratch = np.empty_like(x), np.empty_like(x)
+    simd.exp_nonpositive(x, out, scratch, len(x))
+    assert np.abs(out / np.exp(x.astype(np.float64)) - 1).max() <= 2**-23
 
 
 def reference_offsets(t, inv2s2, X, A, B, I, J, logw):
