@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-#: pairs per block (scratch: three float64 arrays of this length per thread)
+#: pairs per block (scratch: three arrays of this length per thread)
 BLOCK = 512
 #: points that share one allocation of scratch in :func:`pair_direct` (allocating it per point
 #: cost a quarter of the time at 256 x 256 pairs, ``bench/bench_lanes.py``)
@@ -47,7 +47,8 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238  # ln 2 split so that n * _LN2_HI is exact for |n| < 2^11
 _LN2_LO = 1.9082149292705877e-10
 _ROUND = 6755399441055744.0  # 1.5 * 2^52: y + _ROUND rounds y to an integer in the low mantissa bits
-#: float32: ``exp(x)`` below this is taken as 0 (``e^-87`` is float32's smallest normal number)
+#: float32: ``exp(x)`` below this is taken as 0 (``e^-87 = 1.6e-38``, near float32's smallest
+#: normal number)
 EXP_FLOOR32 = np.float32(-87.0)
 _F = np.float32
 _LN2_HI32 = _F(0.693145751953125)  # 16 significant bits: n * _LN2_HI32 is exact for |n| < 2^7
@@ -243,12 +244,14 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
             oa[:] = 0.0
             ob[:] = 0.0
             x = X[p]
+            tp = X.dtype.type(t[p])
+            h = X.dtype.type(inv2s2[p])
             m = -math.inf
             s1 = 0.0
             s2 = 0.0
             for lo in range(0, K, BLOCK):
                 n = min(BLOCK, K - lo)
-                _logits(x, X.dtype.type(t[p]), X.dtype.type(inv2s2[p]), AT, DT, logw, lo, l[:n])
+                _logits(x, tp, h, AT, DT, logw, lo, l[:n])
                 mb = _max(l, n, lanes)
                 if mb > m:  # rescale what the earlier blocks accumulated
                     c = math.exp(m - mb) if s1 > 0.0 else 0.0

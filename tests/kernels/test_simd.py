@@ -4,8 +4,7 @@
   and within one float32 ulp on ``[-87, 0]`` for float32 arrays; exactly 0 below the floor.
 - ``simd.pair_direct`` gives what :func:`physfield.kernels.reference.pair_softmax` implies (the
   offsets ``x - R A``, ``x - C B``), for any plan support, across block boundaries (the maximum may
-  sit in any block, so the online rescaling between blocks is exercised), in float64 and float32
-  (computed in float32).
+  sit in any block, so the online rescaling between blocks is exercised), in float64 and float32.
 - ``simd.pair_softmax`` gives :func:`physfield.kernels.reference.pair_softmax` for dense, sparse,
   shuffled and mixed plans (run blocks, gather blocks, skipped blocks), in float64 and float32.
 """
