@@ -77,7 +77,7 @@ SIZES = ["256x256x2", "1024x1024x2", "4096x4096x2", "64x256x3072", "256x256x3072
 QUICK = ["256x256x2", "64x256x3072"]
 DENSE_ELEMENTS = 2**25
 NUMPY_MAX_WORK = 256 * 256 * 2
-TARGET_LOOP, TARGET_FRACTION = 30.0, 0.60
+TARGET_LOOP, TARGET_SHARE = 30.0, 0.80
 #: the published per-pair loop as quoted in the issue (ms, 2-core CPU, medians): quoted, not measured here
 ISSUE_LOOP_MS = {"256x256x2": 130, "1024x1024x2": 850, "4096x4096x2": 4300, "64x256x3072": 300, "256x256x3072": 1000}
 
@@ -314,13 +314,33 @@ def stage_profile(call, repeats):
     return {k: 1e3 * statistics.median(r.get(k, 0.0) for r in runs) for k in labels}
 
 
-def pure_gemms(case, repeats):
-    """Seconds of just the four NumPy float64 products ``X A^T, X B^T, R A, C B`` at this shape."""
+def four_gemms(case):
+    """The four NumPy float64 products of the GEMM form at this case's shapes, ``X A^T, X B^T,
+    R A, C B``, as one call."""
     rng = np.random.default_rng(2)
     X = rng.standard_normal((case.n, case.D))
     A, B = case.A, case.B
     R = rng.random((case.n, case.N))
-    return timed(lambda: (X @ A.T, X @ B.T, R @ A, R @ B), repeats, budget=5.0)[0]
+    return lambda: (X @ A.T, X @ B.T, R @ A, R @ B)
+
+
+def gemm_shares(gemms, calls, rounds):
+    """Per label of ``calls``: the median over ``rounds`` of (seconds of ``gemms``) / (seconds of
+    the call), the products timed just before and just after each call, so that the machine's
+    drift (clock, neighbours: 1.5x within minutes on a shared VM) falls on both alike."""
+    def seconds(fn):
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    for fn in (gemms, *calls.values()):
+        fn()
+    shares = {label: [] for label in calls}
+    for _ in range(rounds):
+        for label, fn in calls.items():
+            before, call, after = seconds(gemms), seconds(fn), seconds(gemms)
+            shares[label].append((before + after) / 2 / call)
+    return {label: statistics.median(v) for label, v in shares.items()}
 
 
 # ----------------------------------------------------------------------------- run
@@ -403,11 +423,13 @@ def run_case(case, args, keops_error):
         sec, result = timed(lambda: fn(*inputs), args.repeats, args.budget)
         row["ms"][label] = 1e3 * sec * case.K / len(I)
         row["diff"][label] = max_diff([x.numpy() for x in result], ref)
+    if engine.use_gemm("auto", case.D):
+        row["share"] = gemm_shares(four_gemms(case), {
+            "physfield f64": lambda: field.direction(case.P, case.A, case.B, plan=case.plan, backend="numba"),
+            "bound f64": lambda: bound.direction(case.P)}, max(args.repeats, 15))
     if args.profile:
         row["profile"] = stage_profile(
             lambda: field.direction(case.P, case.A, case.B, plan=case.plan, backend="numba"), args.repeats)
-        if engine.use_gemm("auto", case.D):
-            row["gemm_ms"] = 1e3 * pure_gemms(case, args.repeats)
     return row
 
 
@@ -460,26 +482,26 @@ def report(rows, facts, mm_sec, mm_rate, args, keops_error, load):
         out.append(f"| {r['case'].spec} | " + " | ".join(cells) + " |")
 
     out += ["", "## Matmul rate and the high-D kernel", "",
-            f"NumPy float64 (256 x 3072) @ (3072 x 256): {1e3 * mm_sec:.2f} ms median, **{mm_rate:.1f} GFLOP/s** "
-            f"(four such products: {4e3 * mm_sec:.1f} ms).", "",
-            "| size | GEMM-form GFLOP (4 x 2nDN) | physfield f64 ms | GFLOP/s | fraction of matmul rate | >= 60 % |"
-            " bound f64 ms | fraction | >= 60 % |" + (" 4 bare GEMMs ms | bare GEMMs' fraction |" if args.profile else ""),
-            "|---|---:|---:|---:|---:|:-:|---:|---:|:-:|" + ("---:|---:|" if args.profile else "")]
+            f"NumPy float64 (256 x 3072) @ (3072 x 256): {1e3 * mm_sec:.2f} ms median, **{mm_rate:.1f} GFLOP/s**.",
+            "",
+            "Share = (time of the four float64 products of the GEMM form at the size's shapes, "
+            "`X A^T, X B^T, R A, C B`) / (time of the call), median over interleaved rounds "
+            f"(`gemm_shares`); the issue asks for >= {100 * TARGET_SHARE:.0f} %. `physfield f64` binds the "
+            "charges in every call (validation, centring, pair distances); `bound f64` is bound once.", "",
+            "| size | GEMM-form GFLOP (4 x 2nDN) | physfield f64 ms | GFLOP/s | share of 4 products | "
+            f">= {100 * TARGET_SHARE:.0f} % | bound f64 ms | share | >= {100 * TARGET_SHARE:.0f} % |",
+            "|---|---:|---:|---:|---:|:-:|---:|---:|:-:|"]
     for r in rows:
         c = r["case"]
-        if not engine.use_gemm("auto", c.D):
+        if "share" not in r:
             continue
-        flops, sec = gemm_flops(c), r["ms"]["physfield f64"] / 1e3
-        frac = flops / sec / 1e9 / mm_rate
-        line = (f"| {c.spec} | {flops / 1e9:.3f} | {1e3 * sec:.1f} | {flops / sec / 1e9:.1f} | {100 * frac:.0f} % | "
-                f"{'met' if frac >= TARGET_FRACTION else 'MISSED'} |")
-        bsec = r["ms"]["bound f64"] / 1e3
-        bfrac = flops / bsec / 1e9 / mm_rate
-        line += f" {1e3 * bsec:.1f} | {100 * bfrac:.0f} % | {'met' if bfrac >= TARGET_FRACTION else 'MISSED'} |"
-        if args.profile:
-            g = r["gemm_ms"] / 1e3
-            line += f" {1e3 * g:.1f} | {100 * flops / g / 1e9 / mm_rate:.0f} % |"
-        out.append(line)
+        flops, ms, share = gemm_flops(c), r["ms"], r["share"]
+        cells = []
+        for label in ("physfield f64", "bound f64"):
+            met = "met" if share[label] >= TARGET_SHARE else "MISSED"
+            cells.append(f"{ms[label]:.1f} | " + (f"{flops / ms[label] / 1e6:.1f} | " if label == "physfield f64" else "")
+                         + f"{100 * share[label]:.0f} % | {met}")
+        out.append(f"| {c.spec} | {flops / 1e9:.3f} | " + " | ".join(cells) + " |")
 
     if args.profile:
         stages = sorted({k for r in rows for k in r["profile"]},

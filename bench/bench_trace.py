@@ -56,9 +56,10 @@ def pair_sums(N, n=256):
         X = (1 - t0) * A[rng.integers(N, size=n)] + t0 * B[rng.integers(N, size=n)]
         X += rng.normal(size=X.shape) * width[:, None]
         inv2s2 = 1 / (2 * width**2)
-        engine.path_terms(cpu, np, X[:2], t[:2], inv2s2[:2], paths)  # compiled before timing
-        near, got = timed(engine.path_terms, cpu, np, X, t, inv2s2, paths)
-        every, want = timed(engine.path_terms, cpu, np, X, t, inv2s2, paths._replace(near=None))
+        ca, cb = np.ones(n), np.full(n, -0.5)  # any weights of the two plates' offsets
+        engine.path_terms(cpu, np, X[:2], t[:2], inv2s2[:2], ca[:2], cb[:2], paths)  # compiled before timing
+        near, got = timed(engine.path_terms, cpu, np, X, t, inv2s2, ca, cb, paths)
+        every, want = timed(engine.path_terms, cpu, np, X, t, inv2s2, ca, cb, paths._replace(near=None))
         diff = max(float(np.abs(g - w).max() / max(1.0, np.abs(w).max())) for g, w in zip(got, want))
         print(f"| {t0:g} | {near * 1e3:.1f} | {every * 1e3:.1f} | {every / near:.1f}x | {diff:.1e} |")
 

@@ -212,9 +212,11 @@ def test_independent_plan_work_is_nm_plus_n_plus_m_times_d():
         X = rng.normal(size=(n, D))
         t = rng.uniform(0.1, 0.9, size=n)
         inv2s2 = rng.uniform(0.5, 2.0, size=n)
+        ca, cb = rng.normal(size=(2, n))
         counting = CountingKernels()
-        got = engine.path_terms(counting, np, X, t, inv2s2, engine.prepare_paths(counting, np, A, B, I, J, logw, False))
-        compiled = engine.path_terms(cpu, np, X, t, inv2s2, engine.prepare_paths(cpu, np, A, B, I, J, logw, False))
+        got = engine.path_terms(counting, np, X, t, inv2s2, ca, cb,
+                                engine.prepare_paths(counting, np, A, B, I, J, logw, False))
+        compiled = engine.path_terms(cpu, np, X, t, inv2s2, ca, cb, engine.prepare_paths(cpu, np, A, B, I, J, logw, False))
         for g, c in zip(got, compiled):
             np.testing.assert_allclose(g, c, rtol=1e-12, atol=1e-14)
         work[n] = counting.work

@@ -123,23 +123,28 @@ class BoundGaussianPath(Bound):
         P = xp.asarray(points, dtype=dtype)
         z = P[:, 0].astype(np.float64)
         mask = (z > 0) & (z < f.L)
-        # a slice when every point is inside (the usual case): no gather and scatter copies
-        inside = slice(None) if bool(mask.all()) else xp.nonzero(mask)[0]
+        every = bool(mask.all())
+        # every point inside (the usual case): a slice, no gather and scatter copies, and every
+        # entry of u is written (so no zeroed pages to fault in)
+        inside = slice(None) if every else xp.nonzero(mask)[0]
 
-        u = xp.zeros(P.shape, dtype=dtype)
+        u = (xp.empty if every else xp.zeros)(P.shape, dtype=dtype)
         log_norm = xp.full(len(P), -np.inf)
         ess = xp.zeros(len(P))
         if bool(mask.any()):
             zi = xp.clip(z[inside], Z_FLOOR * f.L, f.L * (1 - Z_FLOOR))
             sigma, s = (xp.asarray(v) for v in f.widths(backends.to_host(zi)))
             X = xp.ascontiguousarray(P[inside, 1:])
+            # every point inside: the slope is summed straight into u's columns 1..D
+            slope = u[:, 1:] if every else xp.empty_like(X)
             log_ez, slope, ess_in = bk.gaussian_path(X, zi / f.L, sigma, s, f.L, A, B, self.I, self.J, self.logw,
-                                                     self.gemm, prepared)
+                                                     self.gemm, prepared, slope)
             sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
             u0 = 1 / xp.sqrt(1 + sq)
             slope *= u0[:, None].astype(dtype)
             u[inside, 0] = u0
-            u[inside, 1:] = slope
+            if not every:
+                u[inside, 1:] = slope
             log_norm[inside] = log_ez + 0.5 * xp.log1p(sq)
             ess[inside] = ess_in
         u, log_norm, ess = self._result(on_device, u, log_norm, ess)

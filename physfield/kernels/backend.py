@@ -88,26 +88,24 @@ class Backend:
         (:func:`physfield.kernels.engine.prepare_paths`)."""
         return engine.prepare_paths(self.kernels, self.xp, A, B, I, J, logw, gemm)
 
-    def gaussian_path(self, X, t, sigma, s, L, A, B, I, J, logw, gemm, prepared):
+    def gaussian_path(self, X, t, sigma, s, L, A, B, I, J, logw, gemm, prepared, out):
         """Superposition of Gaussian paths at points ``(z, X)``, ``t = z / L``.
 
         Pair ``k = (i_k, j_k)`` of the plan with weight ``pi_k = exp(logw_k)`` contributes
         ``pi_k phi_k (1, v_k)`` with ``phi_k = N(x; c_k(z), sigma(z)^2 I)``, ``c_k = (1 - t) a + t b``
         and ``v_k = (b - a)/L + s(z) (x - c_k)``. Returns ``log E_z = log sum_k pi_k phi_k``
         (float64), the slope ``E_x / E_z = sum_k w_k v_k`` (``w = softmax(log pi + log phi)``,
-        in the dtype of ``X``) and ``ess = 1 / sum_k w_k^2``. ``prepared``: :meth:`prepare_pairs`
-        of ``A``, ``B``, ``I``, ``J``, ``logw``, ``gemm``.
+        in the dtype of ``X``, written into ``out``, an array of the shape of ``X`` that may be a
+        strided view) and ``ess = 1 / sum_k w_k^2``. ``prepared``: :meth:`prepare_pairs` of
+        ``A``, ``B``, ``I``, ``J``, ``logw``, ``gemm``.
 
         The fast form (module :mod:`physfield.kernels.engine`): with ``R``, ``C`` the row and
         column sums of ``w``, ``sum_k w_k v_k = (1/L + s (1 - t)) sum_i R_i (x - a_i) + (s t - 1/L)
         sum_j C_j (x - b_j)``, so the ``D``-dimensional work is ``O((N + M) D)`` per point.
         """
         xp = self.xp
-        lse, ess, off_a, off_b = engine.path_terms(self.kernels, xp, X, t, 0.5 / sigma**2, prepared)
-        slope = off_a
-        slope *= (1 / L + s * (1 - t))[:, None]
-        off_b *= (s * t - 1 / L)[:, None]
-        slope += off_b
+        lse, ess, slope = engine.path_terms(self.kernels, xp, X, t, 0.5 / sigma**2, 1 / L + s * (1 - t),
+                                            s * t - 1 / L, prepared, out)
         return lse - X.shape[1] / 2 * xp.log(2 * np.pi * sigma**2), slope, ess
 
     def prepare_charges(self, A, B, gemm):
@@ -139,8 +137,9 @@ class NumpyBackend(Backend):
     def prepare_pairs(self, A, B, I, J, logw, gemm):
         return None
 
-    def gaussian_path(self, X, t, sigma, s, L, A, B, I, J, logw, gemm, prepared):
-        return reference.gaussian_path(X, t, sigma, s, A, B, I, J, logw, L)
+    def gaussian_path(self, X, t, sigma, s, L, A, B, I, J, logw, gemm, prepared, out):
+        log_ez, out[...], ess = reference.gaussian_path(X, t, sigma, s, A, B, I, J, logw, L)
+        return log_ez, out, ess
 
     def prepare_charges(self, A, B, gemm):
         return None

@@ -9,9 +9,9 @@ Two ways to get the squared distances ``alpha_pi = |x_p - a_i|^2`` and the weigh
 - ``direct``: differences, exact to round-off, ``O(n N D)`` scalar work (best for small ``D``);
 - ``gemm``: ``|x|^2 + |a|^2 - 2 X A^T`` and ``(W 1) x - W A``, i.e. BLAS/cuBLAS products
   (best for large ``D``). Cancellation costs accuracy: the absolute error of ``alpha`` is about
-  ``eps (|x|^2 + |a|^2)``. The data are centred on the mean charge first (unless their mean is
-  already small next to their spread), the result is clamped at 0, and every distance below ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge, where the
-  relative error would be large) is recomputed by differences, its offset too. What is left has
+  ``eps (|x|^2 + |a|^2)``. The data are centred on the mean charge first, the result is
+  clamped at 0, and every distance below ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge,
+  where the relative error would be large) is recomputed by differences, its offset too. What is left has
   a relative error of about ``eps / REFINE`` (~1e-12 in float64, ~1e-5 in float32); an error
   ``delta`` in ``|rho|^2`` moves a strong-field log-weight by ``delta / (2 sigma(z)^2)``.
 
@@ -32,8 +32,6 @@ from . import near
 
 GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
-#: data whose mean is within this fraction of their spread (squared) are not shifted for GEMM
-CENTRED = 0.01
 #: from this many point-pair terms on, the GEMM path gives the CPU's cores to the pair kernels
 SERIAL_WORK = 2**22
 #: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
@@ -54,81 +52,125 @@ def chunks(n, width):
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-class Plate(NamedTuple):
-    """The charges of one plate: coordinates as given (``pts``) and, for the GEMM form, shifted
-    by the common centre of both plates (``centred``) with their squared norms (``norms``)."""
+class Plates(NamedTuple):
+    """Both plates: sources ``src`` ``(N, D)`` and sinks ``snk`` ``(M, D)`` as given; for the
+    GEMM form also their common
+    ``centre``, ``centred``, the centred charges of both plates stacked ``(N + M, D)``, and
+    their squared ``norms``: one matrix product serves both plates (:func:`sq_dists`,
+    :func:`offsets`)."""
 
-    pts: object
+    src: object
+    snk: object
+    centre: object = None
     centred: object = None
     norms: object = None
 
 
 def plates(xp, A, B, gemm):
-    """``(sources, sinks, centre)`` as :class:`Plate` s; ``centre`` is ``None`` when the data are
-    not shifted (``direct``, or already centred to within ``CENTRED`` of their spread)."""
+    """The :class:`Plates` of sources ``A`` and sinks ``B``: for the GEMM form shifted by their
+    common mean, which keeps the cancellation in ``|x|^2 + |a|^2 - 2 x.a`` (its absolute error
+    is about ``eps (|x|^2 + |a|^2)``) at the scale of the data's spread, not of their offset."""
     if not gemm:
-        return Plate(A), Plate(B), None
-    a2, b2 = xp.einsum("kd,kd->k", A, A), xp.einsum("kd,kd->k", B, B)
-    centre = (A.sum(axis=0) + B.sum(axis=0)) / (A.shape[0] + B.shape[0])
-    c2 = float((centre * centre).sum())
-    spread = float((a2.sum() + b2.sum()) / (A.shape[0] + B.shape[0])) - c2
-    if c2 <= CENTRED * spread:  # already centred enough: no copies
-        return Plate(A, A, a2), Plate(B, B, b2), None
-    Ac, Bc = A - centre, B - centre
-    return Plate(A, Ac, xp.einsum("kd,kd->k", Ac, Ac)), Plate(B, Bc, xp.einsum("kd,kd->k", Bc, Bc)), centre
+        return Plates(A, B)
+    N = A.shape[0]
+    centre = (A.sum(axis=0) + B.sum(axis=0)) / (N + B.shape[0])
+    centred = xp.empty((N + B.shape[0], A.shape[1]), dtype=A.dtype)
+    xp.subtract(A, centre, out=centred[:N])
+    xp.subtract(B, centre, out=centred[N:])
+    return Plates(A, B, centre, centred, xp.einsum("kd,kd->k", centred, centred))
 
 
-def sq_dists(k, xp, X, Xc, plate):
-    """``|X_p - a_i|^2`` to the charges of ``plate``, shape ``(len(X), N)``, and the ``near`` mask.
+def sq_dists(k, xp, X, Xc, x2, charges):
+    """``alpha_pi = |X_p - a_i|^2``, ``beta_pj = |X_p - b_j|^2`` to the charges of both plates
+    (:class:`Plates`), and the ``near`` mask ``(len(X), N + M)`` of the pairs (point, charge)
+    recomputed by differences (``None`` for the direct form).
 
-    GEMM form when ``Xc`` (``X`` shifted like the plate) is given: ``|x|^2 + |a|^2 - 2 x.a`` on
-    the centred data. Its absolute error is about ``eps (|x|^2 + |a|^2)``, so entries below
-    ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge) are recomputed by differences of the
-    original coordinates and flagged ``near``; ``near`` is ``None`` for the direct form.
+    GEMM form when ``Xc`` (``X`` shifted like the charges) and ``x2 = |Xc|^2`` are given:
+    ``|x|^2 + |a|^2 - 2 x.a`` on the centred data, one product for both plates. Its absolute
+    error is about ``eps (|x|^2 + |a|^2)``, so entries below ``REFINE * (|x|^2 + |a|^2)`` (a
+    point near a charge) are recomputed by differences of the original coordinates and flagged
+    ``near``.
     """
+    A, B = charges.src, charges.snk
+    N = A.shape[0]
     if Xc is None:
-        out = xp.empty((X.shape[0], plate.pts.shape[0]), dtype=X.dtype)
-        k.sq_dist(X, plate.pts, out)
-        return out, None
-    scale = xp.einsum("pd,pd->p", Xc, Xc)[:, None] + plate.norms[None, :]
-    out = scale - 2.0 * (Xc @ plate.centred.T)
+        alpha = xp.empty((X.shape[0], N), dtype=X.dtype)
+        beta = xp.empty((X.shape[0], B.shape[0]), dtype=X.dtype)
+        k.sq_dist(X, A, alpha)
+        k.sq_dist(X, B, beta)
+        return alpha, beta, None
+    scale = x2[:, None] + charges.norms[None, :]
+    out = Xc @ charges.centred.T
+    out *= -2.0
+    out += scale
     xp.maximum(out, 0.0, out=out)
     near = out < REFINE[np.dtype(X.dtype).char] * scale
     p, i = xp.nonzero(near)
     if len(p):
-        diff = X[p] - plate.pts[i]
+        diff = xp.empty((len(p), X.shape[1]), dtype=X.dtype)
+        a = i < N
+        diff[a] = X[p[a]] - A[i[a]]
+        diff[~a] = X[p[~a]] - B[i[~a] - N]
         out[p, i] = (diff * diff).sum(axis=1)
-    return out, near
+    return xp.ascontiguousarray(out[:, :N]), xp.ascontiguousarray(out[:, N:]), near
 
 
-def offsets(k, xp, X, Xc, plate, W, near):
-    """``sum_i W_pi (X_p - a_i)`` over the charges of ``plate``, shape ``X.shape``.
+def offsets(k, xp, X, Xc, charges, Wa, Wb, near, out):
+    """``out = sum_i Wa_pi (X_p - a_i) + sum_j Wb_pj (X_p - b_j)`` over both plates of
+    ``charges`` (:class:`Plates`); ``out`` has the shape of ``X`` and may be a strided view.
 
-    Direct differences when ``Xc`` is ``None``; otherwise the GEMM form ``(W 1) x - W A`` on the
-    centred data for the far charges plus direct differences of the original coordinates for
-    the ``near`` ones, whose offsets are small and would be lost to cancellation.
+    Direct differences when ``Xc`` is ``None``. Otherwise the GEMM form ``(W 1) x - W C`` with
+    ``W = [Wa, Wb]`` and ``C`` the stacked centred charges: one matrix product for both plates,
+    written into ``out``, and ``Xc`` is overwritten. The ``near`` pairs (the mask of
+    :func:`sq_dists`), whose offsets are small and would be lost to cancellation, are summed from
+    direct differences of the original coordinates instead.
     """
+    src, snk = charges.src, charges.snk
     if Xc is None:
-        out = xp.zeros_like(X)
-        k.weighted_offset(X, plate.pts, W, out)
+        acc = xp.zeros_like(X)
+        k.weighted_offset(X, src, Wa, acc)
+        k.weighted_offset(X, snk, Wb, acc)
+        out[...] = acc
         return out
+    W = xp.concatenate([Wa, Wb], axis=1)
     has_near = bool(near.any())
-    w_far = xp.where(near, 0.0, W).astype(W.dtype) if has_near else W
-    out = Xc * w_far.sum(axis=1)[:, None]
-    out -= w_far @ plate.centred
     if has_near:
-        k.weighted_offset(X, plate.pts, xp.where(near, W, 0.0).astype(W.dtype), out)
+        W_near = xp.where(near, W, 0.0).astype(W.dtype)
+        W = xp.where(near, 0.0, W).astype(W.dtype)
+    xp.matmul(W, charges.centred, out=out)
+    Xc *= W.sum(axis=1)[:, None]
+    xp.subtract(Xc, out, out=out)
+    if has_near:
+        N = Wa.shape[1]
+        acc = xp.zeros_like(X)
+        k.weighted_offset(X, src, xp.ascontiguousarray(W_near[:, :N]), acc)
+        k.weighted_offset(X, snk, xp.ascontiguousarray(W_near[:, N:]), acc)
+        out += acc
     return out
 
 
-def pair_sq_dists(k, xp, src, snk, I, J):
-    """``gamma_k = |a_{i_k} - b_{j_k}|^2``: from the full ``N x M`` table when the plan is dense."""
-    A, B = src.pts, snk.pts
-    if 4 * len(I) >= A.shape[0] * B.shape[0]:
-        return sq_dists(k, xp, A, src.centred, snk)[0][I, J]
-    same = len(I) == A.shape[0] == B.shape[0] and bool((I == J).all()) and bool((I == xp.arange(len(I))).all())
-    diff = A - B if same else A[I] - B[J]  # paired: no gathers
-    return xp.einsum("kd,kd->k", diff, diff)
+#: entries of the temporaries of :func:`pair_sq_dists` per chunk of pairs (2 MiB in float64)
+PAIR_CHUNK_ELEMENTS = 2**18
+
+
+def pair_sq_dists(k, xp, charges, I, J):
+    """``gamma_k = |a_{i_k} - b_{j_k}|^2``: from the full ``N x M`` table when the plan is dense,
+    else from differences, in chunks of pairs that keep the temporaries small."""
+    A, B = charges.src, charges.snk
+    N = A.shape[0]
+    if 4 * len(I) >= N * B.shape[0]:  # the sources as points, the sinks alone as charges
+        sinks = charges._replace(src=A[:0])
+        if charges.centred is None:
+            return sq_dists(k, xp, A, None, None, sinks)[1][I, J]
+        sinks = sinks._replace(centred=charges.centred[N:], norms=charges.norms[N:])
+        return sq_dists(k, xp, A, charges.centred[:N], charges.norms[:N], sinks)[1][I, J]
+    gamma = xp.empty(len(I), dtype=A.dtype)
+    step = max(1, PAIR_CHUNK_ELEMENTS // A.shape[1])
+    for lo in range(0, len(I), step):
+        diff = A[I[lo:lo + step]]
+        diff -= B[J[lo:lo + step]]
+        gamma[lo:lo + step] = xp.einsum("kd,kd->k", diff, diff)
+    return gamma
 
 
 class Paths(NamedTuple):
@@ -136,8 +178,8 @@ class Paths(NamedTuple):
 
     ``A``, ``B``, ``I``, ``J``, ``logw``: the charges and the plan's support, the sinks possibly
     renumbered (:func:`physfield.kernels.near.relabel`); the rest is ``None`` for the fused sparse
-    path: the :class:`Plate` s and ``centre`` (:func:`plates`), the kernels' ``layout`` of the
-    pairs, ``near`` (:class:`physfield.kernels.near.Near`, or ``None``: no pruning) and ``gamma``
+    path: the :class:`Plates` (:func:`plates`), the kernels' ``layout`` of the pairs, ``near``
+    (:class:`physfield.kernels.near.Near`, or ``None``: no pruning) and ``gamma``
     (:func:`pair_sq_dists`).
     """
 
@@ -146,9 +188,7 @@ class Paths(NamedTuple):
     I: object
     J: object
     logw: object
-    src: object = None
-    snk: object = None
-    centre: object = None
+    charges: object = None
     layout: object = None
     near: object = None
     gamma: object = None
@@ -167,63 +207,68 @@ def prepare_paths(k, xp, A, B, I, J, logw, gemm):
         B = xp.ascontiguousarray(B[xp.asarray(order)])
     where = near.layout(_host(A), _host(B), I, J, logw)
     I, J, logw = xp.asarray(I), xp.asarray(J), xp.asarray(logw)
-    src, snk, centre = plates(xp, A, B, gemm)
-    return Paths(A, B, I, J, logw, src, snk, centre, k.pair_layout(I, J), where, pair_sq_dists(k, xp, src, snk, I, J))
+    charges = plates(xp, A, B, gemm)
+    return Paths(A, B, I, J, logw, charges, k.pair_layout(I, J), where, pair_sq_dists(k, xp, charges, I, J))
 
 
 def _host(x):
     return x.get() if hasattr(x, "get") else np.asarray(x)
 
 
-def path_terms(k, xp, X, t, inv2s2, paths):
-    """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the offsets::
+def path_terms(k, xp, X, t, inv2s2, ca, cb, paths, out=None):
+    """Per point: ``lse = log sum_k pi_k exp(-|rho_k|^2 / 2 sigma^2)``, ``ess`` and the weighted
+    offsets ::
 
-        off_a = sum_i R_i (x - a_i),   off_b = sum_j C_j (x - b_j)
+        out = ca off_a + cb off_b,   off_a = sum_i R_i (x - a_i),   off_b = sum_j C_j (x - b_j)
 
-    (``R``, ``C`` the row/column sums of the pair weights), from which the mean slope is
-    ``sum_k w_k v_k = (1/L + s (1 - t)) off_a + (s t - 1/L) off_b`` (see :meth:`physfield.kernels.backend.Backend.gaussian_path`).
+    (``R``, ``C`` the row/column sums of the pair weights, ``ca``, ``cb`` per point). With
+    ``ca = 1/L + s (1 - t)`` and ``cb = s t - 1/L`` that is the mean slope ``sum_k w_k v_k``
+    (see :meth:`physfield.kernels.backend.Backend.gaussian_path`).
 
     Three ways, by ``D`` and the plan's number of pairs ``K``: direct and ``K <= N + M`` (paired,
     optimal): one fused pass over the pairs (:func:`physfield.kernels.rows.pair_direct_row`); otherwise
     the distances to the ``N + M`` charges first (direct or GEMM), then the ``O(K)`` softmax
     over pairs (:func:`physfield.kernels.rows.pair_softmax_row`; on the CPU its vectorised form
     :func:`physfield.kernels.simd.pair_softmax`, which visits only a point's near pairs,
-    :mod:`physfield.kernels.near`), then the offsets (direct or GEMM).
-    ``paths``: :func:`prepare_paths` of the charges and plan.
+    :mod:`physfield.kernels.near`), then the offsets (direct or GEMM: one product for both
+    plates, written into ``out``). ``paths``: :func:`prepare_paths` of the charges and plan;
+    ``out``: an array of the shape of ``X`` (may be a strided view), or ``None``: a new one.
+    Returns ``(lse, ess, out)``.
     """
     lse = xp.empty(len(X))
     ess = xp.empty(len(X))
-    off_a = xp.empty_like(X)
-    off_b = xp.empty_like(X)
+    out = xp.empty_like(X) if out is None else out
     A, B, I, J, logw = paths[:5]
-    if paths.src is None:
+    if paths.charges is None:
+        off_a, off_b = xp.empty_like(X), xp.empty_like(X)
         k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
-        return lse, ess, off_a, off_b
-    gemm = paths.src.centred is not None
+        off_a *= ca[:, None].astype(X.dtype)
+        off_b *= cb[:, None].astype(X.dtype)
+        xp.add(off_a, off_b, out=out)
+        return lse, ess, out
+    gemm = paths.charges.centred is not None
     with k.cores_to(len(X) * len(I) >= SERIAL_WORK) if gemm else nullcontext():
-        return _path_chunks(k, xp, X, t, inv2s2, paths, gemm, lse, ess, off_a, off_b)
+        for s, Xs, Xc, alpha, beta, near_ab in _by_chunk(k, xp, X, paths.charges):
+            R = xp.empty((len(Xs), A.shape[0]), dtype=X.dtype)
+            C = xp.empty((len(Xs), B.shape[0]), dtype=X.dtype)
+            k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, paths.layout, paths.near, logw, paths.gamma,
+                           REFINE[np.dtype(X.dtype).char], R, C, lse[s], ess[s])
+            R *= ca[s, None].astype(X.dtype)
+            C *= cb[s, None].astype(X.dtype)
+            offsets(k, xp, Xs, Xc, paths.charges, R, C, near_ab, out[s])
+    return lse, ess, out
 
 
-def _by_chunk(k, xp, X, src, snk, centre, gemm):
-    """Per chunk of points: its slice, the points as given and centred, and the squared
-    distances (with ``near`` masks) to the sources and to the sinks."""
-    for s in chunks(len(X), src.pts.shape[0] + snk.pts.shape[0]):
+def _by_chunk(k, xp, X, charges):
+    """Per chunk of points: its slice, the points as given and centred (``None`` for the direct
+    form), and :func:`sq_dists` to the sources and to the sinks with the ``near`` mask."""
+    for s in chunks(len(X), charges.src.shape[0] + charges.snk.shape[0]):
         Xs = X[s]
-        Xc = None if not gemm else Xs if centre is None else Xs - centre
-        yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, src), *sq_dists(k, xp, Xs, Xc, snk))
-
-
-def _path_chunks(k, xp, X, t, inv2s2, paths, gemm, lse, ess, off_a, off_b):
-    A, B, I, J, logw, src, snk, centre, layout, where, gamma = paths
-    refine = REFINE[np.dtype(X.dtype).char]
-    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
-        R = xp.empty((len(Xs), A.shape[0]), dtype=X.dtype)
-        C = xp.empty((len(Xs), B.shape[0]), dtype=X.dtype)
-        k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, layout, where, logw, gamma, refine, R, C, lse[s],
-                       ess[s])
-        off_a[s] = offsets(k, xp, Xs, Xc, src, R, near_a)
-        off_b[s] = offsets(k, xp, Xs, Xc, snk, C, near_b)
-    return lse, ess, off_a, off_b
+        Xc = x2 = None
+        if charges.centred is not None:
+            Xc = Xs - charges.centre
+            x2 = xp.einsum("pd,pd->p", Xc, Xc)
+        yield (s, Xs, Xc, *sq_dists(k, xp, Xs, Xc, x2, charges))
 
 
 def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared=None):
@@ -237,11 +282,10 @@ def coulomb_terms(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared=None):
     """
     prepared = plates(xp, A, B, gemm) if prepared is None else prepared
     with k.cores_to(False) if gemm else nullcontext():
-        return _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared)
+        return _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, prepared)
 
 
-def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared):
-    src, snk, centre = prepared
+def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, charges):
     N, M = A.shape[0], B.shape[0]
     half_d1 = (X.shape[1] + 1) / 2.0
     shift = xp.empty(len(X))
@@ -249,10 +293,10 @@ def _coulomb_chunks(k, xp, X, z, L, A, B, log_qa, log_qb, gemm, prepared):
     ess = xp.empty(len(X))
     vz = xp.empty(len(X))
     vx = xp.empty_like(X)
-    for s, Xs, Xc, alpha, near_a, beta, near_b in _by_chunk(k, xp, X, src, snk, centre, gemm):
+    for s, Xs, Xc, alpha, beta, near_ab in _by_chunk(k, xp, X, charges):
         Wa = xp.empty((len(Xs), N), dtype=X.dtype)
         Wb = xp.empty((len(Xs), M), dtype=X.dtype)
         k.charge_weights(z[s], float(L), half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift[s], r2min[s], ess[s])
         vz[s] = z[s] * Wa.sum(axis=1) + (z[s] - L) * Wb.sum(axis=1)
-        vx[s] = offsets(k, xp, Xs, Xc, src, Wa, near_a) + offsets(k, xp, Xs, Xc, snk, Wb, near_b)
+        offsets(k, xp, Xs, Xc, charges, Wa, Wb, near_ab, vx[s])
     return shift, vz, vx, r2min, ess

@@ -63,8 +63,9 @@ def test_engine_gpu_kernels_match_cpu(case, gemm, plan):
     if plan == "random":
         plan = rng.uniform(0.0, 1.0, (N, M))
         plan /= plan.sum()
+    ca, cb = rng.normal(size=(2, n))
     I, J, logw = plans.support(plan, A, B)
-    strong = [engine.path_terms(k, np, X, t, inv2s2, engine.prepare_paths(k, np, A, B, I, J, logw, gemm))
+    strong = [engine.path_terms(k, np, X, t, inv2s2, ca, cb, engine.prepare_paths(k, np, A, B, I, J, logw, gemm))
               for k in (gpu, cpu)]
     assert_same(*strong, dtype)
 

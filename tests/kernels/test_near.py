@@ -80,14 +80,16 @@ def test_pruned_dense_plan_sums_equal_the_reference(seed, N, M, D, far, dtype, g
     A, B, I, J, logw, X, t, inv2s2 = dense_case(rng, N, M, D, far)
     paths = engine.prepare_paths(cpu, np, A.astype(dtype), B.astype(dtype), I, J, logw, gemm)
     assert paths.near is not None
-    got = engine.path_terms(cpu, np, X.astype(dtype), t, inv2s2, paths)
-    every = engine.path_terms(cpu, np, X.astype(dtype), t, inv2s2, paths._replace(near=None))
+    ca, cb = rng.normal(size=(2, len(X)))
+    got = engine.path_terms(cpu, np, X.astype(dtype), t, inv2s2, ca, cb, paths)
+    every = engine.path_terms(cpu, np, X.astype(dtype), t, inv2s2, ca, cb, paths._replace(near=None))
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for g, w in zip(got, every):
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * max(1.0, float(np.abs(w).max())))
     if dtype == np.float64:
         R, C, lse, ess = reference.pair_softmax(X, t, inv2s2, A, B, I, J, logw)
-        for g, w in zip(got, (lse, ess, X - R @ A, X - C @ B)):
+        offsets = ca[:, None] * (X - R @ A) + cb[:, None] * (X - C @ B)
+        for g, w in zip(got, (lse, ess, offsets)):
             np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9 * max(1.0, float(np.abs(w).max())))
 
 
