@@ -132,7 +132,7 @@ class BoundGaussianPath(Bound):
         log_norm = xp.full(len(P), -np.inf)
         ess = xp.zeros(len(P))
         if bool(mask.any()):
-            zi = xp.clip(z[inside], Z_FLOOR * f.L, f.L * (1 - Z_FLOOR))
+            zi = xp.minimum(xp.maximum(z[inside], Z_FLOOR * f.L), f.L * (1 - Z_FLOOR))
             sigma, s = (xp.asarray(v) for v in f.widths(backends.to_host(zi)))
             X = xp.ascontiguousarray(P[inside, 1:])
             # every point inside: the slope is summed straight into u's columns 1..D

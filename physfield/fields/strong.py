@@ -24,10 +24,10 @@ from .gaussian_path import GaussianPathField
 def sine_bridge(z, L, sigma0, d):
     """``(sigma(z), sigma'(z))`` of the profile above for ``0 < z < L`` (NumPy ``z``)."""
     k = np.pi / (2 * d)
-    left, right = z < d, z > L - d
-    end = np.where(left, z, np.where(right, L - z, d))  # depth into the nearer end region
-    sign = np.where(left, 1.0, np.where(right, -1.0, 0.0))
-    return sigma0 * np.sin(k * end), sign * sigma0 * k * np.cos(k * end)
+    end = np.minimum(np.minimum(z, L - z), d)  # depth into the nearer end region; d between them
+    sign = np.sign(L - 2 * z) * (end < d)  # +1 in the end region at P, -1 at Q, 0 between
+    kend = k * end
+    return sigma0 * np.sin(kend), sign * (sigma0 * k) * np.cos(kend)
 
 
 @register

@@ -34,6 +34,9 @@ GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
 #: from this many point-pair terms on, the GEMM path gives the CPU's cores to the pair kernels
 SERIAL_WORK = 2**22
+#: below this many point-pair terms the fused pass runs on one thread: waking the others costs
+#: about 0.1 ms on a 2-core VM, the time of ~50k terms (measured crossover 65k-150k terms)
+FUSED_SERIAL_WORK = 2**17
 #: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
 #: coordinates (by dtype char): GEMM ``|x - a|^2`` and the pair identity for ``|rho|^2``
 REFINE = {"d": 1e-4, "f": 1e-2}
@@ -177,8 +180,9 @@ class Paths(NamedTuple):
     """A plan's pairs as :func:`path_terms` takes them, made once by :func:`prepare_paths`.
 
     ``A``, ``B``, ``I``, ``J``, ``logw``: the charges and the plan's support, the sinks possibly
-    renumbered (:func:`physfield.kernels.near.relabel`); the rest is ``None`` for the fused sparse
-    path: the :class:`Plates` (:func:`plates`), the kernels' ``layout`` of the pairs, ``near``
+    renumbered (:func:`physfield.kernels.near.relabel`); ``layout``: the pairs as the kernels
+    take them (``pair_layout``, or ``pair_coords`` for the fused sparse path). The rest is
+    ``None`` for the fused sparse path: the :class:`Plates` (:func:`plates`), ``near``
     (:class:`physfield.kernels.near.Near`, or ``None``: no pruning) and ``gamma``
     (:func:`pair_sq_dists`).
     """
@@ -201,7 +205,8 @@ def prepare_paths(k, xp, A, B, I, J, logw, gemm):
     kernels can find each point's near pairs by bisection."""
     N, M = A.shape[0], B.shape[0]
     if not gemm and len(I) <= N + M:  # the fused sparse path
-        return Paths(A, B, xp.asarray(I), xp.asarray(J), xp.asarray(logw))
+        I, J = xp.asarray(I), xp.asarray(J)
+        return Paths(A, B, I, J, xp.asarray(logw), layout=k.pair_coords(A, B, I, J))
     if near.dense_rows(N, len(I)):
         order, I, J, logw = near.relabel(_host(B), I, J, logw)
         B = xp.ascontiguousarray(B[xp.asarray(order)])
@@ -241,7 +246,8 @@ def path_terms(k, xp, X, t, inv2s2, ca, cb, paths, out=None):
     A, B, I, J, logw = paths[:5]
     if paths.charges is None:
         off_a, off_b = xp.empty_like(X), xp.empty_like(X)
-        k.pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+        with k.cores_to(False) if len(X) * len(I) < FUSED_SERIAL_WORK else nullcontext():
+            k.pair_direct(t, inv2s2, X, paths.layout, logw, off_a, off_b, lse, ess)
         off_a *= ca[:, None].astype(X.dtype)
         off_b *= cb[:, None].astype(X.dtype)
         xp.add(off_a, off_b, out=out)

@@ -109,12 +109,18 @@ def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, near, logw, gamma, ref
                       cap, logw, gamma, refine, R, C, lse, ess)
 
 
-def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
-    """:func:`physfield.kernels.rows.pair_direct_row` for every point, by :func:`physfield.kernels.simd.pair_direct`
-    on the pairs' coordinates gathered as ``(D, K)`` rows."""
+def pair_coords(A, B, I, J):
+    """The plan's pairs as :func:`pair_direct` takes them: their coordinates gathered as
+    ``(D, K)`` rows ``a^T``, ``b^T`` and ``b^T - a^T`` (made once by a bound field)."""
     AT = np.ascontiguousarray(A[I].T)
     BT = np.ascontiguousarray(B[J].T)
-    simd.pair_direct(t, inv2s2, X, AT, BT, BT - AT, logw, off_a, off_b, lse, ess)
+    return AT, BT, BT - AT
+
+
+def pair_direct(t, inv2s2, X, coords, logw, off_a, off_b, lse, ess):
+    """:func:`physfield.kernels.rows.pair_direct_row` for every point, by
+    :func:`physfield.kernels.simd.pair_direct` on the pairs' ``coords`` (:func:`pair_coords`)."""
+    simd.pair_direct(t, inv2s2, X, *coords, logw, off_a, off_b, lse, ess)
 
 
 @_jit(parallel=True)

@@ -80,7 +80,14 @@ def pair_softmax(t, inv2s2, X, A, B, alpha, beta, layout, near, logw, gamma, ref
     _pair_softmax[_grid(t.shape[0])](t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R, C, lse, ess)
 
 
-def pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
+def pair_coords(A, B, I, J):
+    """The plan's pairs as :func:`pair_direct` takes them: the arrays themselves (each thread
+    gathers its pairs' coordinates)."""
+    return A, B, I, J
+
+
+def pair_direct(t, inv2s2, X, coords, logw, off_a, off_b, lse, ess):
+    A, B, I, J = coords
     _pair_direct[_grid(t.shape[0])](t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
 
 

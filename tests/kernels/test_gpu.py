@@ -126,18 +126,20 @@ PTX_SCRIPT = textwrap.dedent("""
     from physfield.kernels import numba_cuda as gpu
 
     # Record the argument types of every launcher call the public API makes (the work itself
-    # is done by the CPU kernels), so the PTX is built for exactly those signatures. A pair
-    # layout (a tuple, gpu.pair_layout) is spread into the kernel's arguments and handed to the
-    # CPU kernel as the CPU's layout of the same pairs; a None (pair_softmax's near pairs, which
-    # the GPU does not use, and which these small plans never have) is not a kernel argument.
+    # is done by the CPU kernels), so the PTX is built for exactly those signatures. The pairs
+    # as the GPU takes them (a tuple: gpu.pair_layout, gpu.pair_coords) are spread into the
+    # kernel's arguments and handed to the CPU kernel as the CPU's form of the same pairs; a
+    # None (pair_softmax's near pairs, which the GPU does not use, and which these small plans
+    # never have) is not a kernel argument.
     seen = {}
+    cpu_pairs = {"pair_softmax": cpu.pair_layout, "pair_direct": cpu.pair_coords}
     def recorder(name):
         def launch(*args):
             spread = [x for a in args if a is not None for x in (a if isinstance(a, tuple) else (a,))]
             seen.setdefault((name, dtype), set()).add(tuple(numba.typeof(a) for a in spread))
-            return getattr(cpu, name)(*(cpu.pair_layout(*a) if isinstance(a, tuple) else a for a in args))
+            return getattr(cpu, name)(*(cpu_pairs[name](*a) if isinstance(a, tuple) else a for a in args))
         return launch
-    rec = types.SimpleNamespace(cores_to=gpu.cores_to, pair_layout=gpu.pair_layout,
+    rec = types.SimpleNamespace(cores_to=gpu.cores_to, pair_layout=gpu.pair_layout, pair_coords=gpu.pair_coords,
                                 **{name: recorder(name) for name in gpu.KERNELS})
     backends.NumbaBackend.kernels = property(lambda self: rec)
 

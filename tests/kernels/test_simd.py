@@ -79,7 +79,7 @@ def test_pair_direct_matches_the_reference(seed, K, D, dtype, paired, n):
     inv2s2 = 1 / (2 * rng.uniform(0.05, 1.5, n) ** 2)
     want = reference_offsets(t, inv2s2, X.astype(np.float64), A.astype(np.float64), B.astype(np.float64), I, J, logw)
     got = [np.empty((n, D), dtype), np.empty((n, D), dtype), np.empty(n), np.empty(n)]
-    cpu.pair_direct(t, inv2s2, X, A, B, I, J, logw, *got)
+    cpu.pair_direct(t, inv2s2, X, cpu.pair_coords(A, B, I, J), logw, *got)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     for g, w in zip(got, want):
         scale = max(1.0, float(np.abs(w).max()))
