@@ -141,7 +141,7 @@ class BoundGaussianPath(Bound):
                                                      self.gemm, prepared, slope)
             sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
             u0 = 1 / xp.sqrt(1 + sq)
-            slope *= u0[:, None].astype(dtype)
+            slope *= u0[:, None].astype(dtype, copy=False)
             u[inside, 0] = u0
             if not every:
                 u[inside, 1:] = slope

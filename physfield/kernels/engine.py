@@ -11,9 +11,9 @@ Two ways to get the squared distances ``alpha_pi = |x_p - a_i|^2`` and the weigh
   (best for large ``D``). Cancellation costs accuracy: the absolute error of ``alpha`` is about
   ``eps (|x|^2 + |a|^2)``. The data are centred on the mean charge first, the result is
   clamped at 0, and every distance below ``REFINE * (|x|^2 + |a|^2)`` (a point near a charge,
-  where the relative error would be large) is recomputed by differences, its offset too. What is left has
-  a relative error of about ``eps / REFINE`` (~1e-12 in float64, ~1e-5 in float32); an error
-  ``delta`` in ``|rho|^2`` moves a strong-field log-weight by ``delta / (2 sigma(z)^2)``.
+  where the relative error would be large) is recomputed by differences, its offset too. What
+  is left has a relative error of about ``eps / REFINE`` (~1e-12 in float64, ~1e-5 in float32);
+  an error ``delta`` in ``|rho|^2`` moves a strong-field log-weight by ``delta / (2 sigma(z)^2)``.
 
 Sparse plans in low ``D`` skip both: one fused pass over the pairs per point
 (:func:`physfield.kernels.rows.pair_direct_row`; on the CPU its vectorised form
@@ -57,10 +57,9 @@ def chunks(n, width):
 
 class Plates(NamedTuple):
     """Both plates: sources ``src`` ``(N, D)`` and sinks ``snk`` ``(M, D)`` as given; for the
-    GEMM form also their common
-    ``centre``, ``centred``, the centred charges of both plates stacked ``(N + M, D)``, and
-    their squared ``norms``: one matrix product serves both plates (:func:`sq_dists`,
-    :func:`offsets`)."""
+    GEMM form also their common ``centre``, ``centred`` (the centred charges of both plates
+    stacked, ``(N + M, D)``) and its rows' squared ``norms``, so that one matrix product serves
+    both plates (:func:`sq_dists`, :func:`offsets`)."""
 
     src: object
     snk: object
@@ -248,8 +247,8 @@ def path_terms(k, xp, X, t, inv2s2, ca, cb, paths, out=None):
         off_a, off_b = xp.empty_like(X), xp.empty_like(X)
         with k.cores_to(False) if len(X) * len(I) < FUSED_SERIAL_WORK else nullcontext():
             k.pair_direct(t, inv2s2, X, paths.layout, logw, off_a, off_b, lse, ess)
-        off_a *= ca[:, None].astype(X.dtype)
-        off_b *= cb[:, None].astype(X.dtype)
+        off_a *= ca[:, None].astype(X.dtype, copy=False)
+        off_b *= cb[:, None].astype(X.dtype, copy=False)
         xp.add(off_a, off_b, out=out)
         return lse, ess, out
     gemm = paths.charges.centred is not None
@@ -259,8 +258,8 @@ def path_terms(k, xp, X, t, inv2s2, ca, cb, paths, out=None):
             C = xp.empty((len(Xs), B.shape[0]), dtype=X.dtype)
             k.pair_softmax(t[s], inv2s2[s], Xs, A, B, alpha, beta, paths.layout, paths.near, logw, paths.gamma,
                            REFINE[np.dtype(X.dtype).char], R, C, lse[s], ess[s])
-            R *= ca[s, None].astype(X.dtype)
-            C *= cb[s, None].astype(X.dtype)
+            R *= ca[s, None].astype(X.dtype, copy=False)
+            C *= cb[s, None].astype(X.dtype, copy=False)
             offsets(k, xp, Xs, Xc, paths.charges, R, C, near_ab, out[s])
     return lse, ess, out
 
