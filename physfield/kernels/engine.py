@@ -58,8 +58,8 @@ def chunks(n, width):
 class Plates(NamedTuple):
     """Both plates: sources ``src`` ``(N, D)`` and sinks ``snk`` ``(M, D)`` as given; for the
     GEMM form also their common ``centre``, ``centred`` (the centred charges of both plates
-    stacked, ``(N + M, D)``) and its rows' squared ``norms``, so that one matrix product serves
-    both plates (:func:`sq_dists`, :func:`offsets`)."""
+    stacked, ``(N + M, D)``: its halves serve one plate each, the whole both, :func:`offsets`)
+    and its rows' squared ``norms``."""
 
     src: object
     snk: object
@@ -83,26 +83,46 @@ def plates(xp, A, B, gemm):
 
 
 def sq_dists(k, xp, X, Xc, x2, charges):
-    """``alpha_pi = |X_p - a_i|^2``, ``beta_pj = |X_p - b_j|^2`` to the charges of both plates
-    (:class:`Plates`), and the ``near`` mask ``(len(X), N + M)`` of the pairs (point, charge)
-    recomputed by differences (``None`` for the direct form).
+    """``alpha_pi = |X_p - a_i|^2`` and ``beta_pj = |X_p - b_j|^2`` to the charges of both plates
+    (:class:`Plates`), each a contiguous table as the pair kernels read them, and the ``near``
+    masks ``(near_a, near_b)`` of the pairs (point, charge) recomputed by differences (``None``
+    for the direct form).
 
-    GEMM form when ``Xc`` (``X`` shifted like the charges) and ``x2 = |Xc|^2`` are given:
-    ``|x|^2 + |a|^2 - 2 x.a`` on the centred data, one product for both plates. Its absolute
-    error is about ``eps (|x|^2 + |a|^2)``, so entries below ``REFINE * (|x|^2 + |a|^2)`` (a
-    point near a charge) are recomputed by differences of the original coordinates and flagged
-    ``near``.
+    GEMM form when ``Xc`` (``X`` shifted like the charges) and ``x2 = |Xc|^2`` are given
+    (:func:`_gemm_sq_dists`): one product for both plates when the points are wide
+    (:func:`_wide`), one per plate otherwise.
     """
     A, B = charges.src, charges.snk
-    N = A.shape[0]
     if Xc is None:
-        alpha = xp.empty((X.shape[0], N), dtype=X.dtype)
+        alpha = xp.empty((X.shape[0], A.shape[0]), dtype=X.dtype)
         beta = xp.empty((X.shape[0], B.shape[0]), dtype=X.dtype)
         k.sq_dist(X, A, alpha)
         k.sq_dist(X, B, beta)
         return alpha, beta, None
-    scale = x2[:, None] + charges.norms[None, :]
-    out = Xc @ charges.centred.T
+    N = A.shape[0]
+    if _wide(X, charges):
+        out, near = _gemm_sq_dists(xp, X, Xc, x2, charges.centred, charges.norms, A, B)
+        return xp.ascontiguousarray(out[:, :N]), xp.ascontiguousarray(out[:, N:]), (near[:, :N], near[:, N:])
+    alpha, near_a = _gemm_sq_dists(xp, X, Xc, x2, charges.centred[:N], charges.norms[:N], A)
+    beta, near_b = _gemm_sq_dists(xp, X, Xc, x2, charges.centred[N:], charges.norms[N:], B)
+    return alpha, beta, (near_a, near_b)
+
+
+def _wide(X, charges):
+    """Whether the points are at least as wide as the charges are many (``D >= N + M``): then
+    one product over both plates' stacked charges is cheaper than one per plate, and the
+    ``(n, N + M)`` copies it costs are small next to the ``(n, D)`` work."""
+    return X.shape[1] >= charges.src.shape[0] + charges.snk.shape[0]
+
+
+def _gemm_sq_dists(xp, X, Xc, x2, centred, norms, A, B=None):
+    """``|X_p - c|^2`` to the charges ``c`` whose centred rows are ``centred`` (``A``'s, then
+    ``B``'s if given), as ``|x|^2 + |c|^2 - 2 x.c`` on the centred data, and the ``near`` mask.
+    The absolute error is about ``eps (|x|^2 + |c|^2)``, so entries below
+    ``REFINE * (|x|^2 + |c|^2)`` (a point near a charge) are recomputed by differences of the
+    original coordinates (``X``; ``A``, ``B``) and flagged ``near``."""
+    scale = x2[:, None] + norms[None, :]
+    out = Xc @ centred.T
     out *= -2.0
     out += scale
     xp.maximum(out, 0.0, out=out)
@@ -110,22 +130,24 @@ def sq_dists(k, xp, X, Xc, x2, charges):
     p, i = xp.nonzero(near)
     if len(p):
         diff = xp.empty((len(p), X.shape[1]), dtype=X.dtype)
-        a = i < N
-        diff[a] = X[p[a]] - A[i[a]]
-        diff[~a] = X[p[~a]] - B[i[~a] - N]
+        first = i < A.shape[0]
+        diff[first] = X[p[first]] - A[i[first]]
+        if B is not None:
+            diff[~first] = X[p[~first]] - B[i[~first] - A.shape[0]]
         out[p, i] = (diff * diff).sum(axis=1)
-    return xp.ascontiguousarray(out[:, :N]), xp.ascontiguousarray(out[:, N:]), near
+    return out, near
 
 
 def offsets(k, xp, X, Xc, charges, Wa, Wb, near, out):
     """``out = sum_i Wa_pi (X_p - a_i) + sum_j Wb_pj (X_p - b_j)`` over both plates of
     ``charges`` (:class:`Plates`); ``out`` has the shape of ``X`` and may be a strided view.
 
-    Direct differences when ``Xc`` is ``None``. Otherwise the GEMM form ``(W 1) x - W C`` with
-    ``W = [Wa, Wb]`` and ``C`` the stacked centred charges: one matrix product for both plates,
-    written into ``out``, and ``Xc`` is overwritten. The ``near`` pairs (the mask of
-    :func:`sq_dists`), whose offsets are small and would be lost to cancellation, are summed from
-    direct differences of the original coordinates instead.
+    Direct differences when ``Xc`` is ``None``. Otherwise the GEMM form ``(W 1) x - W C`` on the
+    centred data, written into ``out`` (``Xc`` is overwritten): for wide points (:func:`_wide`)
+    one product of ``W = [Wa, Wb]`` with the stacked centred charges, else one product per
+    plate, which spares the ``(n, N + M)`` copy of ``W``. The
+    ``near`` pairs (the masks of :func:`sq_dists`), whose offsets are small and would be lost
+    to cancellation, are summed from direct differences of the original coordinates instead.
     """
     src, snk = charges.src, charges.snk
     if Xc is None:
@@ -134,19 +156,25 @@ def offsets(k, xp, X, Xc, charges, Wa, Wb, near, out):
         k.weighted_offset(X, snk, Wb, acc)
         out[...] = acc
         return out
-    W = xp.concatenate([Wa, Wb], axis=1)
-    has_near = bool(near.any())
-    if has_near:
-        W_near = xp.where(near, W, 0.0).astype(W.dtype)
-        W = xp.where(near, 0.0, W).astype(W.dtype)
-    xp.matmul(W, charges.centred, out=out)
-    Xc *= W.sum(axis=1)[:, None]
+    near_w = None
+    if bool(near[0].any()) or bool(near[1].any()):
+        near_w = [xp.where(m, W, 0.0).astype(W.dtype) for W, m in zip((Wa, Wb), near)]
+        Wa, Wb = (xp.where(m, 0.0, W).astype(W.dtype) for W, m in zip((Wa, Wb), near))
+    N = Wa.shape[1]
+    if _wide(X, charges):
+        W = xp.concatenate([Wa, Wb], axis=1)
+        xp.matmul(W, charges.centred, out=out)
+        total = W.sum(axis=1)
+    else:
+        xp.matmul(Wa, charges.centred[:N], out=out)
+        out += Wb @ charges.centred[N:]
+        total = Wa.sum(axis=1) + Wb.sum(axis=1)
+    Xc *= total[:, None]
     xp.subtract(Xc, out, out=out)
-    if has_near:
-        N = Wa.shape[1]
+    if near_w is not None:
         acc = xp.zeros_like(X)
-        k.weighted_offset(X, src, xp.ascontiguousarray(W_near[:, :N]), acc)
-        k.weighted_offset(X, snk, xp.ascontiguousarray(W_near[:, N:]), acc)
+        k.weighted_offset(X, src, near_w[0], acc)
+        k.weighted_offset(X, snk, near_w[1], acc)
         out += acc
     return out
 
@@ -160,12 +188,14 @@ def pair_sq_dists(k, xp, charges, I, J):
     else from differences, in chunks of pairs that keep the temporaries small."""
     A, B = charges.src, charges.snk
     N = A.shape[0]
-    if 4 * len(I) >= N * B.shape[0]:  # the sources as points, the sinks alone as charges
-        sinks = charges._replace(src=A[:0])
+    if 4 * len(I) >= N * B.shape[0]:
         if charges.centred is None:
-            return sq_dists(k, xp, A, None, None, sinks)[1][I, J]
-        sinks = sinks._replace(centred=charges.centred[N:], norms=charges.norms[N:])
-        return sq_dists(k, xp, A, charges.centred[:N], charges.norms[:N], sinks)[1][I, J]
+            table = xp.empty((N, B.shape[0]), dtype=A.dtype)
+            k.sq_dist(A, B, table)
+        else:
+            table = _gemm_sq_dists(xp, A, charges.centred[:N], charges.norms[:N], charges.centred[N:],
+                                   charges.norms[N:], B)[0]
+        return table[I, J]
     gamma = xp.empty(len(I), dtype=A.dtype)
     step = max(1, PAIR_CHUNK_ELEMENTS // A.shape[1])
     for lo in range(0, len(I), step):
@@ -266,7 +296,7 @@ def path_terms(k, xp, X, t, inv2s2, ca, cb, paths, out=None):
 
 def _by_chunk(k, xp, X, charges):
     """Per chunk of points: its slice, the points as given and centred (``None`` for the direct
-    form), and :func:`sq_dists` to the sources and to the sinks with the ``near`` mask."""
+    form), and :func:`sq_dists` to the sources and to the sinks with the ``near`` masks."""
     for s in chunks(len(X), charges.src.shape[0] + charges.snk.shape[0]):
         Xs = X[s]
         Xc = x2 = None

@@ -384,7 +384,7 @@ def test_gemm_within_documented_bound(s):
     assert np.all(np.abs(log_g - log_d) <= 2 * (dl + d_slope) + floor * np.maximum(1, np.abs(log_d)))
     charges = engine.plates(np, s.A, s.B, gemm=True)
     Xc = P[:, 1:] - charges.centre
-    near = engine.sq_dists(None, np, P[:, 1:], Xc, (Xc * Xc).sum(axis=1), charges)[2]
+    near = np.concatenate(engine.sq_dists(None, np, P[:, 1:], Xc, (Xc * Xc).sum(axis=1), charges)[2], axis=1)
     assert near.mean() < 0.5
 
 
