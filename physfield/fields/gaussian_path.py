@@ -86,10 +86,12 @@ class GaussianPathField(Field):
         z = np.asarray(z, dtype=np.float64)
         sigma, dsigma = (v if isinstance(v, np.ndarray) and v.shape == z.shape and v.dtype == np.float64
                          else np.broadcast_to(np.asarray(v, dtype=np.float64), z.shape) for v in self.profile(z))
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            s = dsigma / sigma
-            fine = z.size == 0 or (sigma.min() > 0 and np.isfinite(sigma.max() + s.sum()))  # NaN, Inf fail
-        if not fine:
+        # sigma first: a NaN fails the comparison, and the division then meets no zero (an
+        # overflow, from a subnormal sigma, gives an infinite s, refused below)
+        fine = z.size == 0 or sigma.min() > 0
+        with np.errstate(over="ignore"):
+            s = dsigma / sigma if fine else dsigma
+        if not (fine and np.isfinite(sigma.max() + s.sum())):  # NaN, Inf fail
             bad = int(np.flatnonzero(~(np.isfinite(sigma) & np.isfinite(s) & (sigma > 0)))[0])
             raise ValueError(f"{self!r}: the width profile gives sigma={sigma[bad]!r}, sigma'={dsigma[bad]!r} "
                              f"at z={z[bad]!r}; it must be finite with sigma > 0 inside (0, L)")
@@ -122,30 +124,31 @@ class BoundGaussianPath(Bound):
         xp = bk.xp
         P = xp.asarray(points, dtype=dtype)
         z = P[:, 0].astype(np.float64)
-        mask = (z > 0) & (z < f.L)
-        every = bool(mask.all())
+        every = bool(z.min() > 0) and bool(z.max() < f.L)
         # every point inside (the usual case): a slice, no gather and scatter copies, and every
         # entry of u is written (so no zeroed pages to fault in)
-        inside = slice(None) if every else xp.nonzero(mask)[0]
+        inside = slice(None) if every else xp.nonzero((z > 0) & (z < f.L))[0]
 
-        u = (xp.empty if every else xp.zeros)(P.shape, dtype=dtype)
-        log_norm = xp.full(len(P), -np.inf)
-        ess = xp.zeros(len(P))
-        if bool(mask.any()):
-            zi = xp.minimum(xp.maximum(z[inside], Z_FLOOR * f.L), f.L * (1 - Z_FLOOR))
+        if every:  # every entry of u, log_norm and ess is written below
+            u, log_norm, ess = xp.empty(P.shape, dtype=dtype), None, None
+        else:
+            u, log_norm, ess = xp.zeros(P.shape, dtype=dtype), xp.full(len(P), -np.inf), xp.zeros(len(P))
+        zi = z[inside]
+        if len(zi):
+            zi = xp.minimum(xp.maximum(zi, Z_FLOOR * f.L), f.L * (1 - Z_FLOOR))
             sigma, s = (xp.asarray(v) for v in f.widths(backends.to_host(zi)))
             X = xp.ascontiguousarray(P[inside, 1:])
-            # every point inside: the slope is summed straight into u's columns 1..D
-            slope = u[:, 1:] if every else xp.empty_like(X)
-            log_ez, slope, ess_in = bk.gaussian_path(X, zi / f.L, sigma, s, f.L, A, B, self.I, self.J, self.logw,
-                                                     self.gemm, prepared, slope)
-            sq = xp.einsum("pd,pd->p", slope, slope, dtype=np.float64)
-            u0 = 1 / xp.sqrt(1 + sq)
-            slope *= u0[:, None].astype(dtype, copy=False)
-            u[inside, 0] = u0
-            if not every:
-                u[inside, 1:] = slope
-            log_norm[inside] = log_ez + 0.5 * xp.log1p(sq)
-            ess[inside] = ess_in
+            # the rows of the points inside: u itself when every point is, so that the slope is
+            # summed straight into its columns 1..D and made a unit vector there
+            U = u if every else xp.empty((len(X), P.shape[1]), dtype=dtype)
+            log_e, _, ess_in = bk.gaussian_path(X, zi / f.L, sigma, s, f.L, A, B, self.I, self.J, self.logw,
+                                                self.gemm, prepared, U[:, 1:])
+            bk.unit_rows(U, log_e)
+            if every:
+                log_norm, ess = log_e, ess_in
+            else:
+                u[inside] = U
+                log_norm[inside] = log_e
+                ess[inside] = ess_in
         u, log_norm, ess = self._result(on_device, u, log_norm, ess)
         return (u, log_norm, ess) if return_ess else (u, log_norm)

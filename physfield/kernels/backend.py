@@ -19,6 +19,8 @@ Interface (every method takes and returns arrays of :attr:`Backend.xp`)::
     gaussian_path(...)           per point log E_z, the slope E_x / E_z and the ESS of a
                                  superposition of Gaussian paths (Backend.gaussian_path)
     coulomb(...)                 per point the shifted Coulomb sum (Backend.coulomb)
+    unit_rows(U, log_e)          the unit direction and log|E| from gaussian_path's slope and
+                                 log E_z, in place
     prepare_pairs,               what those need of the charges alone, made once by bind
     prepare_charges
     kernels                      the fast backends' kernel module; its cores_to is the thread
@@ -104,9 +106,18 @@ class Backend:
         sum_j C_j (x - b_j)``, so the ``D``-dimensional work is ``O((N + M) D)`` per point.
         """
         xp = self.xp
-        lse, ess, slope = engine.path_terms(self.kernels, xp, X, t, 0.5 / sigma**2, 1 / L + s * (1 - t),
-                                            s * t - 1 / L, prepared, out)
-        return lse - X.shape[1] / 2 * xp.log(2 * np.pi * sigma**2), slope, ess
+        inv2s2 = 0.5 / (sigma * sigma)
+        st = s * t
+        lse, ess, slope = engine.path_terms(self.kernels, xp, X, t, inv2s2, s - st + 1 / L, st - 1 / L, prepared, out)
+        lse += X.shape[1] / 2 * xp.log(inv2s2 / np.pi)  # - D/2 log(2 pi sigma^2)
+        return lse, slope, ess
+
+    def unit_rows(self, U, log_e):
+        """In place: ``U[:, 1:]`` holds the slope ``g = E_x / E_z`` and ``log_e`` is ``log E_z``
+        (:meth:`gaussian_path`); afterwards ``U`` holds the unit rows ``(1, g) / sqrt(1 + |g|^2)``
+        and ``log_e`` is ``log |E| = log E_z + log(1 + |g|^2) / 2``
+        (:func:`physfield.kernels.rows.unit_row`, one compiled call)."""
+        self.kernels.unit_rows(U, log_e)
 
     def prepare_charges(self, A, B, gemm):
         """What :meth:`coulomb` needs of the charges alone."""
@@ -141,6 +152,9 @@ class NumpyBackend(Backend):
         log_ez, out[...], ess = reference.gaussian_path(X, t, sigma, s, A, B, I, J, logw, L)
         return log_ez, out, ess
 
+    def unit_rows(self, U, log_e):
+        reference.unit_rows(U, log_e)
+
     def prepare_charges(self, A, B, gemm):
         return None
 
@@ -154,7 +168,7 @@ class NumbaBackend(Backend):
 
     name = "numba"
 
-    @property
+    @functools.cached_property
     def kernels(self):
         from . import numba_cpu
 
@@ -178,7 +192,7 @@ class CupyBackend(Backend):
 
         return cupy
 
-    @property
+    @functools.cached_property
     def kernels(self):
         from . import numba_cuda
 

@@ -34,9 +34,6 @@ GEMM_MIN_D = 16
 CHUNK_ELEMENTS = 2**21
 #: from this many point-pair terms on, the GEMM path gives the CPU's cores to the pair kernels
 SERIAL_WORK = 2**22
-#: below this many point-pair terms the fused pass runs on one thread: waking the others costs
-#: about 0.1 ms on a 2-core VM, the time of ~50k terms (measured crossover 65k-150k terms)
-FUSED_SERIAL_WORK = 2**17
 #: distances that cancellation leaves below ``REFINE`` times their scale are recomputed from the
 #: coordinates (by dtype char): GEMM ``|x - a|^2`` and the pair identity for ``|rho|^2``
 REFINE = {"d": 1e-4, "f": 1e-2}
@@ -274,12 +271,11 @@ def path_terms(k, xp, X, t, inv2s2, ca, cb, paths, out=None):
     out = xp.empty_like(X) if out is None else out
     A, B, I, J, logw = paths[:5]
     if paths.charges is None:
-        off_a, off_b = xp.empty_like(X), xp.empty_like(X)
-        with k.cores_to(False) if len(X) * len(I) < FUSED_SERIAL_WORK else nullcontext():
-            k.pair_direct(t, inv2s2, X, paths.layout, logw, off_a, off_b, lse, ess)
-        off_a *= ca[:, None].astype(X.dtype, copy=False)
-        off_b *= cb[:, None].astype(X.dtype, copy=False)
-        xp.add(off_a, off_b, out=out)
+        # the kernels write rows of a C-contiguous array (one compiled signature)
+        res = out if out.flags.c_contiguous else xp.empty_like(X)
+        k.pair_direct(t, inv2s2, X, paths.layout, logw, ca, cb, res, lse, ess)
+        if res is not out:
+            out[...] = res
         return lse, ess, out
     gemm = paths.charges.centred is not None
     with k.cores_to(len(X) * len(I) >= SERIAL_WORK) if gemm else nullcontext():

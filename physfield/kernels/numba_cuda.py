@@ -20,6 +20,7 @@ _pair_softmax_row = cuda.jit(device=True)(rows.pair_softmax_row)
 _pair_direct_row = cuda.jit(device=True)(rows.pair_direct_row)
 _weighted_offset_row = cuda.jit(device=True)(rows.weighted_offset_row)
 _charge_weights_row = cuda.jit(device=True)(rows.charge_weights_row)
+_unit_row = cuda.jit(device=True)(rows.unit_row)
 
 
 @cuda.jit
@@ -37,10 +38,10 @@ def _pair_softmax(t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refine, R,
 
 
 @cuda.jit
-def _pair_direct(t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
+def _pair_direct(t, inv2s2, X, A, B, I, J, logw, ca, cb, out, lse, ess):
     p = cuda.grid(1)
     if p < t.shape[0]:
-        _pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+        _pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, ca, cb, out, lse, ess)
 
 
 @cuda.jit
@@ -57,8 +58,15 @@ def _charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r
         _charge_weights_row(p, z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess)
 
 
+@cuda.jit
+def _unit_rows(U, log_e):
+    p = cuda.grid(1)
+    if p < U.shape[0]:
+        _unit_row(p, U, log_e)
+
+
 KERNELS = {"sq_dist": _sq_dist, "pair_softmax": _pair_softmax, "pair_direct": _pair_direct,
-           "weighted_offset": _weighted_offset, "charge_weights": _charge_weights}
+           "weighted_offset": _weighted_offset, "charge_weights": _charge_weights, "unit_rows": _unit_rows}
 
 
 def _grid(n):
@@ -86,9 +94,9 @@ def pair_coords(A, B, I, J):
     return A, B, I, J
 
 
-def pair_direct(t, inv2s2, X, coords, logw, off_a, off_b, lse, ess):
+def pair_direct(t, inv2s2, X, coords, logw, ca, cb, out, lse, ess):
     A, B, I, J = coords
-    _pair_direct[_grid(t.shape[0])](t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess)
+    _pair_direct[_grid(t.shape[0])](t, inv2s2, X, A, B, I, J, logw, ca, cb, out, lse, ess)
 
 
 def cores_to(kernels):
@@ -102,3 +110,7 @@ def weighted_offset(X, A, W, out):
 
 def charge_weights(z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess):
     _charge_weights[_grid(z.shape[0])](z, L, half_d1, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, ess)
+
+
+def unit_rows(U, log_e):
+    _unit_rows[_grid(U.shape[0])](U, log_e)

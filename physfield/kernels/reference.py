@@ -93,6 +93,22 @@ def gaussian_path(X, t, sigma, s, A, B, I, J, logw, L):
     return log_ez, slope, ess
 
 
+def unit_rows(U, log_e):
+    """The unit direction and log-norm from the slope, in place (any array module)::
+
+        U[:, 0] = 1 / sqrt(1 + |g|^2),   U[:, 1:] = g U[:, 0],   log_e += log(1 + |g|^2) / 2
+
+    where ``g = U[:, 1:]`` is the slope ``E_x / E_z`` and ``log_e = log E_z``
+    (:func:`physfield.kernels.rows.unit_row` is the fast backends' form).
+    """
+    g = U[:, 1:]
+    sq = (g.astype(np.float64) ** 2).sum(axis=1)
+    u0 = 1 / (1 + sq) ** 0.5
+    g *= u0[:, None].astype(U.dtype)
+    U[:, 0] = u0
+    log_e += 0.5 * np.log1p(sq)
+
+
 def coulomb(P, A, B, log_qa, log_qb, L):
     """Coulomb field at points ``P = (z, x)``::
 

@@ -88,12 +88,12 @@ def pair_softmax_row(p, t, inv2s2, X, A, B, alpha, beta, I, J, logw, gamma, refi
     ess[p] = s1 * s1 / s2
 
 
-def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
+def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, ca, cb, out, lse, ess):
     """Everything :func:`pair_softmax_row` and the offsets give, fused, for sparse plans in low D.
 
     ``|rho_pk|^2 = |x_p - (1 - t) a_i - t b_j|^2`` straight from the coordinates (exact), and::
 
-        off_a[p] = sum_k w_k (x_p - a_ik),   off_b[p] = sum_k w_k (x_p - b_jk)
+        out[p] = ca_p sum_k w_k (x_p - a_ik) + cb_p sum_k w_k (x_p - b_jk)
 
     accumulated pair by pair in one pass (an online softmax: whenever a larger ``l_k`` turns
     up, what is accumulated so far is rescaled by ``exp(m_old - m_new)``): ``O(K D)`` per point
@@ -106,8 +106,7 @@ def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
     s1 = 0.0
     s2 = 0.0
     for d in range(X.shape[1]):
-        off_a[p, d] = 0.0
-        off_b[p, d] = 0.0
+        out[p, d] = 0.0
     for k in range(I.shape[0]):
         i = I[k]
         j = J[k]
@@ -122,21 +121,37 @@ def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, off_a, off_b, lse, ess):
                 s1 *= c
                 s2 *= c * c
                 for d in range(X.shape[1]):
-                    off_a[p, d] *= c
-                    off_b[p, d] *= c
+                    out[p, d] *= c
             m = lk
         if lk - m > UNDERFLOW:  # exp would give exactly 0: skip it
             e = math.exp(lk - m)
             s1 += e
             s2 += e * e
             for d in range(X.shape[1]):
-                off_a[p, d] += e * (X[p, d] - A[i, d])
-                off_b[p, d] += e * (X[p, d] - B[j, d])
+                out[p, d] += e * (ca[p] * (X[p, d] - A[i, d]) + cb[p] * (X[p, d] - B[j, d]))
     for d in range(X.shape[1]):
-        off_a[p, d] /= s1
-        off_b[p, d] /= s1
+        out[p, d] /= s1
     lse[p] = m + math.log(s1)
     ess[p] = s1 * s1 / s2
+
+
+def unit_row(p, U, log_e):
+    """Row ``p`` of ``U`` holds ``(., g)``, the slope ``g = E_x / E_z``, and ``log_e[p] = log E_z``;
+    makes the row the unit direction and ``log_e[p]`` the log-norm::
+
+        U[p] = (1, g) / sqrt(1 + |g|^2),    log_e[p] += log(1 + |g|^2) / 2
+
+    ``|g|^2`` is summed in float64 whatever the dtype of ``U``.
+    """
+    sq = 0.0
+    for d in range(1, U.shape[1]):
+        g = 0.0 + U[p, d]  # float64 (a float32 U would square in float32)
+        sq += g * g
+    u0 = 1.0 / math.sqrt(1.0 + sq)
+    U[p, 0] = u0
+    for d in range(1, U.shape[1]):
+        U[p, d] *= u0
+    log_e[p] += 0.5 * math.log1p(sq)
 
 
 def weighted_offset_row(p, X, A, W, out):

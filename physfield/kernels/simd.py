@@ -229,18 +229,20 @@ def _accumulate(x, AT, BT, e, lo, oa, ob):
 
 
 @njit(parallel=True, cache=True)
-def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
+def pair_direct(t, inv2s2, X, AT, BT, DT, logw, ca, cb, out, lse, ess, chunk):
     """The outputs of :func:`physfield.kernels.rows.pair_direct_row` for every point, from the pairs'
     coordinates as rows ``AT = a_k^T``, ``BT = b_k^T``, ``DT = BT - AT`` (each ``(D, K)``), each
-    block in the dtype of ``X`` (module docstring)."""
+    block in the dtype of ``X`` (module docstring); the two offsets are summed apart and combined
+    as ``ca off_a + cb off_b`` at the end. The points are shared out between the threads in
+    chunks of ``chunk`` (each allocates its scratch once)."""
     K = logw.shape[0]
     D = X.shape[1]
     P = X.shape[0]
-    for q in prange((P + CHUNK - 1) // CHUNK):  # scratch once per chunk of points, not per point
+    for q in prange((P + chunk - 1) // chunk):  # scratch once per chunk of points, not per point
         l, e, scale, lanes = _scratch(BLOCK, X)
         oa = np.empty(D)
         ob = np.empty(D)
-        for p in range(CHUNK * q, min(CHUNK * q + CHUNK, P)):
+        for p in range(chunk * q, min(chunk * q + chunk, P)):
             oa[:] = 0.0
             ob[:] = 0.0
             x = X[p]
@@ -269,8 +271,7 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, off_a, off_b, lse, ess):
                 s1 += b1
                 s2 += b2
             for d in range(D):
-                off_a[p, d] = oa[d] / s1
-                off_b[p, d] = ob[d] / s1
+                out[p, d] = (ca[p] * oa[d] + cb[p] * ob[d]) / s1
             lse[p] = m + math.log(s1)
             ess[p] = s1 * s1 / s2
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -85,10 +87,19 @@ def test_bad_field_specs_are_one_line_errors(spec, params, match):
     assert "\n" not in str(info.value)
 
 
-def test_bad_profile_is_a_one_line_error():
-    flat = pf.GaussianPathField(L=2.0, profile=lambda z: (np.zeros_like(z), np.zeros_like(z)))
-    with pytest.raises(ValueError, match="sigma > 0"):
-        flat.direction(np.array([[1.0, 0.0]]), np.zeros((1, 1)), np.ones((1, 1)))
+@pytest.mark.parametrize("sigma, dsigma", [(0.0, 0.0), (-1.0, 0.0), (np.nan, 0.0), (np.inf, 0.0), (1.0, np.nan),
+                                           (1.0, np.inf), (1e-320, 1.0)])
+def test_bad_profile_is_a_one_line_error(sigma, dsigma):
+    """A width that is not positive and finite, or a slope ``s = sigma'/sigma`` that is not
+    finite (including one that overflows), is refused in one line, without a NumPy warning."""
+    bad = pf.GaussianPathField(L=2.0, profile=lambda z: (np.full_like(z, sigma), np.full_like(z, dsigma)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="sigma > 0"):
+            bad.direction(np.array([[1.0, 0.0], [0.5, 0.1]]), np.zeros((1, 1)), np.ones((1, 1)))
+
+
+def test_profile_must_be_callable():
     with pytest.raises(ValueError, match="callable"):
         pf.GaussianPathField(L=2.0, profile=3.0)
 

@@ -77,7 +77,7 @@ def test_engine_gpu_kernels_match_cpu(case, gemm, plan):
 
 @given(tiny())
 def test_each_launcher_matches_cpu(case):
-    """``sq_dist``, ``pair_softmax``, ``weighted_offset``, ``charge_weights``: gpu = cpu."""
+    """``sq_dist``, ``pair_softmax``, ``weighted_offset``, ``charge_weights``, ``unit_rows``: gpu = cpu."""
     rng, dtype, n, N, M, D = case
     X, A, B = (rng.normal(size=(k, D)).astype(dtype) for k in (n, N, M))
     W = rng.uniform(-1, 1, (n, N)).astype(dtype)
@@ -99,7 +99,9 @@ def test_each_launcher_matches_cpu(case):
         Wa, Wb, shift, r2min, cess = (np.empty((n, N), dtype), np.empty((n, M), dtype), np.empty(n),
                                       np.empty(n), np.empty(n))
         k.charge_weights(t * 2.0, 2.0, (D + 1) / 2, alpha, beta, log_qa, log_qb, Wa, Wb, shift, r2min, cess)
-        return d2, off, R, C, lse, ess, Wa, Wb, shift, r2min, cess
+        U, log_e = np.column_stack([np.zeros(n), W[:, :D] * 3]).astype(dtype), lse.copy()
+        k.unit_rows(U, log_e)
+        return d2, off, R, C, lse, ess, Wa, Wb, shift, r2min, cess, U, log_e
 
     assert_same(run(gpu), run(cpu), dtype)
 

@@ -7,11 +7,13 @@
   sit in any block, so the online rescaling between blocks is exercised), in float64 and float32.
 - ``simd.pair_softmax`` gives :func:`physfield.kernels.reference.pair_softmax` for dense, sparse,
   shuffled and mixed plans (run blocks, gather blocks, skipped blocks), in float64 and float32.
+- ``unit_rows``, the slope made a unit direction and ``log|E|``, gives
+  :func:`physfield.kernels.reference.unit_rows`.
 """
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from physfield.kernels import numba_cpu as cpu
@@ -54,10 +56,11 @@ def test_exp_nonpositive_float32_dense_grid():
     assert np.abs(out / np.exp(x.astype(np.float64)) - 1).max() <= 2**-23
 
 
-def reference_offsets(t, inv2s2, X, A, B, I, J, logw):
-    """``(off_a, off_b, lse, ess)`` of :func:`physfield.kernels.rows.pair_direct_row` from the reference."""
+def reference_offsets(t, inv2s2, X, A, B, I, J, logw, ca, cb):
+    """``(out, lse, ess)`` of :func:`physfield.kernels.rows.pair_direct_row` from the reference:
+    ``out = ca (x - R A) + cb (x - C B)``."""
     R, C, lse, ess = reference.pair_softmax(X, t, inv2s2, A, B, I, J, logw)
-    return X - R @ A, X - C @ B, lse, ess
+    return ca[:, None] * (X - R @ A) + cb[:, None] * (X - C @ B), lse, ess
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 3 * simd.BLOCK + 5), st.integers(1, 4),
@@ -77,9 +80,11 @@ def test_pair_direct_matches_the_reference(seed, K, D, dtype, paired, n):
     t = rng.uniform(0.01, 0.99, n)
     X[0] = (1 - t[0]) * A[I[k]] + t[0] * B[J[k]]
     inv2s2 = 1 / (2 * rng.uniform(0.05, 1.5, n) ** 2)
-    want = reference_offsets(t, inv2s2, X.astype(np.float64), A.astype(np.float64), B.astype(np.float64), I, J, logw)
-    got = [np.empty((n, D), dtype), np.empty((n, D), dtype), np.empty(n), np.empty(n)]
-    cpu.pair_direct(t, inv2s2, X, cpu.pair_coords(A, B, I, J), logw, *got)
+    ca, cb = rng.normal(size=(2, n))  # each offset's own coefficient: a wrong one shows
+    want = reference_offsets(t, inv2s2, X.astype(np.float64), A.astype(np.float64), B.astype(np.float64), I, J, logw,
+                             ca, cb)
+    got = [np.empty((n, D), dtype), np.empty(n), np.empty(n)]
+    cpu.pair_direct(t, inv2s2, X, cpu.pair_coords(A, B, I, J), logw, ca, cb, *got)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     for g, w in zip(got, want):
         scale = max(1.0, float(np.abs(w).max()))
@@ -188,3 +193,27 @@ def test_pair_softmax_refines_near_string_distances():
     r2 = ((X[0] - (1 - t[0]) * A[2] - t[0] * B[4]) ** 2).sum()
     assert got[2][0] == pytest.approx(logw[2 * M + 4] - inv2s2[0] * r2, abs=1e-8)
     assert got[0][0, 2] == pytest.approx(1.0) and got[1][0, 4] == pytest.approx(1.0)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 9), st.sampled_from([np.float64, np.float32]),
+       st.floats(-12, 20))
+@example(seed=0, n=3, D=2, dtype=np.float32, log_scale=20.0)
+def test_unit_rows_match_the_reference(seed, n, D, dtype, log_scale):
+    """Unit rows ``(1, g) / sqrt(1 + |g|^2)`` and ``log E_z + log(1 + |g|^2) / 2``, for slopes
+    ``g`` from ``1e-12`` to ``1e20`` (whose square overflows float32: ``|g|^2`` is summed in
+    float64): the same as the reference, and what the formula says of the input (unit length,
+    the slope's direction, the log-norm in float64)."""
+    rng = np.random.default_rng(seed)
+    U = np.column_stack([rng.normal(size=n), rng.normal(size=(n, D)) * 10.0**log_scale]).astype(dtype)
+    log_e = rng.normal(size=n) * 100
+    g = U[:, 1:].astype(np.float64)
+    want_log = log_e + 0.5 * np.log1p((g**2).sum(axis=1))
+    ref_u, ref_log = U.copy(), log_e.copy()
+    reference.unit_rows(ref_u, ref_log)
+    cpu.unit_rows(U, log_e)
+    tol = 1e-15 if dtype == np.float64 else 1e-7
+    np.testing.assert_allclose(U, ref_u, rtol=4 * tol, atol=tol)
+    np.testing.assert_allclose(log_e, ref_log, rtol=tol, atol=tol)
+    np.testing.assert_allclose(log_e, want_log, rtol=tol, atol=tol)
+    np.testing.assert_allclose((U.astype(np.float64) ** 2).sum(axis=1), 1.0, rtol=10 * tol)
+    np.testing.assert_allclose(U[:, 1:] / U[:, :1], g, rtol=10 * tol)
