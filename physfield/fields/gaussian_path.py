@@ -22,7 +22,10 @@ serve every profile (:meth:`physfield.kernels.backend.Backend.gaussian_path`): t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from .. import plans
 from ..kernels import backend as backends
@@ -32,6 +35,21 @@ from .base import Bound, Field
 #: then ``~1e-12 L`` wide for the strong profile: numerically the plate itself), which keeps
 #: ``1/sigma^2`` finite.
 Z_FLOOR = 1e-12
+
+
+@njit(cache=True, error_model="numpy")
+def _slope(sigma, dsigma):
+    """``s = dsigma / sigma`` of 1-D arrays, and the first index where ``sigma`` is not positive
+    and finite or ``s`` is not finite (``-1``: none), in one compiled pass (NaN fails every
+    comparison; a subnormal ``sigma`` may overflow ``s`` to infinity, which is refused)."""
+    s = np.empty_like(sigma)
+    for i in range(sigma.shape[0]):
+        if not (0.0 < sigma[i] < math.inf):
+            return s, i
+        s[i] = dsigma[i] / sigma[i]
+        if not (-math.inf < s[i] < math.inf):
+            return s, i
+    return s, -1
 
 
 class GaussianPathField(Field):
@@ -86,16 +104,12 @@ class GaussianPathField(Field):
         z = np.asarray(z, dtype=np.float64)
         sigma, dsigma = (v if isinstance(v, np.ndarray) and v.shape == z.shape and v.dtype == np.float64
                          else np.broadcast_to(np.asarray(v, dtype=np.float64), z.shape) for v in self.profile(z))
-        # sigma first: a NaN fails the comparison, and the division then meets no zero (an
-        # overflow, from a subnormal sigma, gives an infinite s, refused below)
-        fine = z.size == 0 or sigma.min() > 0
-        with np.errstate(over="ignore"):
-            s = dsigma / sigma if fine else dsigma
-        if not (fine and np.isfinite(sigma.max() + s.sum())):  # NaN, Inf fail
-            bad = int(np.flatnonzero(~(np.isfinite(sigma) & np.isfinite(s) & (sigma > 0)))[0])
-            raise ValueError(f"{self!r}: the width profile gives sigma={sigma[bad]!r}, sigma'={dsigma[bad]!r} "
-                             f"at z={z[bad]!r}; it must be finite with sigma > 0 inside (0, L)")
-        return sigma, s
+        s, bad = _slope(sigma.ravel(), dsigma.ravel())
+        if bad >= 0:
+            raise ValueError(f"{self!r}: the width profile gives sigma={sigma.flat[bad]!r}, "
+                             f"sigma'={dsigma.flat[bad]!r} at z={z.flat[bad]!r}; it must be finite with sigma > 0 "
+                             "inside (0, L)")
+        return sigma, s.reshape(z.shape)
 
     def sigma(self, z):
         """String width ``sigma(z)`` (for ``0 < z < L``)."""
