@@ -140,10 +140,11 @@ def _bit_layout_impl(scale):
 
 
 @njit(cache=True, fastmath=_FMA)
-def exp_nonpositive(x, out, scale, n):
-    """``out[k] = exp(x[k])`` for ``x <= 0`` in the precision of ``x`` (float64: 0 below
+def exp_nonpositive(x, m, out, scale, n):
+    """``out[k] = exp(x[k] - m)`` for ``x <= m`` in the precision of ``x`` (float64: 0 below
     :data:`EXP_FLOOR`, a few ulp from libm; float32: 0 below :data:`EXP_FLOOR32`, within one
-    float32 ulp).
+    float32 ulp); ``m`` (of the dtype of ``x``) is a softmax's largest logit, subtracted here
+    rather than in a pass of its own.
 
     Branch-free so it vectorises: ``p`` and ``y`` from :func:`_exp_parts` (float32:
     :func:`_exp_parts32`), then ``2^n`` is built from its bits, ``(bits(y) + 1023) << 52``
@@ -153,12 +154,11 @@ def exp_nonpositive(x, out, scale, n):
     """
     bits, bias, shift, floor = _bit_layout(scale)
     for k in range(n):
-        xk = x[k] if x[k] > floor else floor
-        out[k], scale[k] = _exp_parts_of(xk)
+        xk = x[k] - m
+        out[k], scale[k] = _exp_parts_of(xk if xk > floor else floor)
     for k in range(n):
         bits[k] = (bits[k] + bias) << shift
-    for k in range(n):
-        out[k] = out[k] * scale[k] if x[k] > floor else 0.0
+        out[k] = out[k] * scale[k] if x[k] - m > floor else 0.0
 
 
 @njit(cache=True)
@@ -263,10 +263,7 @@ def pair_direct(t, inv2s2, X, AT, BT, DT, logw, ca, cb, out, lse, ess, chunk):
                         oa[d] *= c
                         ob[d] *= c
                     m = mb
-                mx = X.dtype.type(m)
-                for k in range(n):
-                    l[k] -= mx
-                exp_nonpositive(l, e, scale, n)
+                exp_nonpositive(l, X.dtype.type(m), e, scale, n)
                 b1, b2 = _accumulate(x, AT, BT, e[:n], lo, oa, ob)
                 s1 += b1
                 s2 += b2
@@ -465,9 +462,7 @@ def _softmax_blocks(p, t, inv2s2, X, A, B, alpha, beta, I, J, los, his, runs, nb
             Is, Js = I[lo:hi], J[lo:hi]
             _block_logits(p, tp, h, X, A, B, alpha, beta, Is, Js, logw[lo:hi], gamma[lo:hi], runs[q], refine,
                           ends, l)
-            for k in range(hi - lo):
-                l[k] -= m
-            exp_nonpositive(l, e, scale, hi - lo)
+            exp_nonpositive(l, m, e, scale, hi - lo)
             b1, b2 = _block_accumulate(e, Is, Js, runs[q], R, C, p)
             s1 += b1
             s2 += b2

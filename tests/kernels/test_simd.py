@@ -24,7 +24,7 @@ from physfield.kernels import reference, simd
 def test_exp_nonpositive_matches_libm(xs):
     x = np.array(xs + [0.0, -1e-300, simd.EXP_FLOOR, np.nextafter(simd.EXP_FLOOR, 0.0), -0.5 * np.log(2)])
     out, scratch = np.empty_like(x), np.empty_like(x)
-    simd.exp_nonpositive(x, out, scratch, len(x))
+    simd.exp_nonpositive(x, x.dtype.type(0.0), out, scratch, len(x))
     live = x > simd.EXP_FLOOR
     np.testing.assert_allclose(out[live], np.exp(x[live]), rtol=4e-16, atol=0)
     assert (out[~live] == 0).all()
@@ -33,7 +33,7 @@ def test_exp_nonpositive_matches_libm(xs):
 def test_exp_nonpositive_dense_grid():
     x = -np.linspace(0.0, 700.0, 200_001)[:-1]
     out, scratch = np.empty_like(x), np.empty_like(x)
-    simd.exp_nonpositive(x, out, scratch, len(x))
+    simd.exp_nonpositive(x, x.dtype.type(0.0), out, scratch, len(x))
     assert np.abs(out / np.exp(x) - 1).max() <= 4e-16
 
 
@@ -43,7 +43,7 @@ def test_exp_nonpositive_float32_matches_libm(xs):
     x = np.array(xs + [0.0, -1e-30, simd.EXP_FLOOR32, np.nextafter(simd.EXP_FLOOR32, np.float32(0)),
                        -0.5 * np.log(2)], np.float32)
     out, scratch = np.empty_like(x), np.empty_like(x)
-    simd.exp_nonpositive(x, out, scratch, len(x))
+    simd.exp_nonpositive(x, x.dtype.type(0.0), out, scratch, len(x))
     live = x > simd.EXP_FLOOR32
     np.testing.assert_allclose(out[live], np.exp(x[live].astype(np.float64)), rtol=2**-23, atol=0)
     assert (out[~live] == 0).all()
@@ -52,7 +52,7 @@ def test_exp_nonpositive_float32_matches_libm(xs):
 def test_exp_nonpositive_float32_dense_grid():
     x = (-np.linspace(0.0, 87.0, 200_001)[:-1]).astype(np.float32)
     out, scratch = np.empty_like(x), np.empty_like(x)
-    simd.exp_nonpositive(x, out, scratch, len(x))
+    simd.exp_nonpositive(x, x.dtype.type(0.0), out, scratch, len(x))
     assert np.abs(out / np.exp(x.astype(np.float64)) - 1).max() <= 2**-23
 
 
