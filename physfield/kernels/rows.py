@@ -102,6 +102,8 @@ def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, ca, cb, out, lse, ess):
     """
     tp = t[p]
     h = inv2s2[p]
+    wa = ca[p]
+    wb = cb[p]
     m = -math.inf
     s1 = 0.0
     s2 = 0.0
@@ -128,7 +130,7 @@ def pair_direct_row(p, t, inv2s2, X, A, B, I, J, logw, ca, cb, out, lse, ess):
             s1 += e
             s2 += e * e
             for d in range(X.shape[1]):
-                out[p, d] += e * (ca[p] * (X[p, d] - A[i, d]) + cb[p] * (X[p, d] - B[j, d]))
+                out[p, d] += e * (wa * (X[p, d] - A[i, d]) + wb * (X[p, d] - B[j, d]))
     for d in range(X.shape[1]):
         out[p, d] /= s1
     lse[p] = m + math.log(s1)
