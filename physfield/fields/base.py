@@ -182,7 +182,6 @@ class Bound:
         self.backend = backends.get_backend(backend)
         self.gemm = engine.use_gemm(method, self.dim)
         self._charges = {}
-        self._dtypes = {}  # points' dtype -> compute dtype
 
     def __repr__(self):
         return (f"{self.source_field!r}.bind(N={len(self.sources)}, M={len(self.sinks)}, D={self.dim}, "
@@ -191,9 +190,7 @@ class Bound:
     def _points(self, points):
         """Validated ``points``, the compute dtype, and whether they are device arrays."""
         points = validate.points(points, self.dim)
-        dtype = self._dtypes.get(points.dtype)
-        if dtype is None:
-            dtype = self._dtypes[points.dtype] = validate.compute_dtype(points, self.sources, self.sinks)
+        dtype = validate.compute_dtype(points, self.sources, self.sinks)
         return points, dtype, backends.is_device_array(points)
 
     def _prepare(self, A, B):
